@@ -1,0 +1,155 @@
+//! The running bridge: shared state, start-up (database, first-run seeding, listener) and
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::manage;
+use crate::relay::Relay;
+use crate::store::{Store, StoreError, redact_url};
+use crate::tokens::hash_secret;
+
+/// A connector seen within this window counts as online (a claim holds up to 50 s).
+const AGENT_ONLINE_WINDOW_MS: i64 = 75_000;
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub store: Store,
+    pub relay: Relay,
+    /// Hash of `AIRLOCK_ADMIN_KEY`, when one is configured.
+    pub configured_admin_key_hash: Option<String>,
+    pub max_message_chars: usize,
+}
+
+impl AppState {
+    /// Whether a connector that may serve the interface was seen recently.
+    pub async fn agent_online(&self, interface_id: &str) -> Result<bool, StoreError> {
+        let since = self.relay.now() - AGENT_ONLINE_WINDOW_MS;
+        self.store.agent_online(interface_id, since).await
+    }
+}
+
+/// What happened on first start, for the operator's console.
+#[derive(Debug, Default)]
+pub struct FirstRun {
+    pub created_demo_interface: bool,
+    /// An admin key generated because none existed; shown once.
+    pub generated_admin_key: Option<String>,
+}
+
+/// A bridge serving HTTP in the background.
+pub struct Bridge {
+    pub local_addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub first_run: FirstRun,
+    shutdown: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    reaper: JoinHandle<()>,
+}
+
+impl Bridge {
+    /// Opens the configured database, seeds an empty one, binds `config.listen` and serves.
+    pub async fn start(config: &Config) -> anyhow::Result<Bridge> {
+        let store = open_store(config).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Self::start_with(config, store, listener, Arc::new(SystemClock)).await
+    }
+
+    /// Serves `store` on `listener` with `clock`: what tests use to pick port 0 and a manual clock.
+    pub async fn start_with(
+        config: &Config,
+        store: Store,
+        listener: TcpListener,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Bridge> {
+        let first_run = seed(&store, config, clock.now_ms()).await?;
+        let shutdown = CancellationToken::new();
+        let relay = Relay::new(store.clone(), clock, shutdown.clone());
+        let state = Arc::new(AppState {
+            store,
+            relay: relay.clone(),
+            configured_admin_key_hash: config.admin_key.as_deref().map(hash_secret),
+            max_message_chars: config.max_message_chars,
+        });
+        let local_addr = listener.local_addr()?;
+        let app = crate::http::router(state.clone());
+        let server = tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .into_future(),
+        );
+        let reaper = tokio::spawn(relay.run_reaper());
+        Ok(Bridge {
+            local_addr,
+            state,
+            first_run,
+            shutdown,
+            server,
+            reaper,
+        })
+    }
+
+    /// A token that stops the bridge when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting connections, ends open long-polls, waits for in-flight requests to finish,
+    /// and closes the database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the bridge has stopped (after its shutdown token was cancelled).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.server.await.context("server task panicked")??;
+        let _ = self.reaper.await;
+        self.state.store.close().await;
+        Ok(())
+    }
+}
+
+/// Opens (creating if needed) the configured database and applies migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    if config.uses_default_sqlite() {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+    }
+    let url = config.database_url();
+    Store::connect(&url, &config.store_options())
+        .await
+        .with_context(|| format!("cannot open the database {}", redact_url(&url)))
+}
+
+/// First start on an empty database: create the `demo` interface, and an admin key when none is
+/// configured or stored.
+async fn seed(store: &Store, config: &Config, now: i64) -> anyhow::Result<FirstRun> {
+    let mut first_run = FirstRun::default();
+    if store.count_interfaces().await? == 0 {
+        match manage::create_interface(store, manage::demo_interface(), now).await {
+            Ok(_) => first_run.created_demo_interface = true,
+            // Another replica seeded it at the same moment.
+            Err(manage::ManageError::Store(StoreError::SlugTaken(_))) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    if config.admin_key.is_none() && store.count_admin_keys().await? == 0 {
+        first_run.generated_admin_key =
+            Some(manage::create_admin_key(store, "generated on first start", now).await?);
+    }
+    Ok(first_run)
+}

@@ -1,0 +1,224 @@
+//! The bridge's settings: flags, `AIRLOCK_*` environment variables, or `.env` (loaded first).
+//! Every setting has a default that works on a laptop; `airlock-bridge --help` is the reference.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::store::{StoreOptions, sqlite_url};
+
+/// The public Airlock bridge: sessions, inbox, outbox, and the visitor, connector and admin APIs.
+#[derive(Debug, Parser)]
+#[command(name = "airlock-bridge", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Settings shared by the server and every CLI sub-command.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "AIRLOCK_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Directory for the SQLite database (and, later, uploads).
+    #[arg(
+        long,
+        env = "AIRLOCK_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `sqlite://PATH` or `postgres://…`. Default: SQLite in the data directory.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// An admin key to accept besides the stored ones. When no admin key exists at all, one is
+    /// generated on first start and printed once.
+    #[arg(long, env = "AIRLOCK_ADMIN_KEY", global = true, hide_env_values = true)]
+    pub admin_key: Option<String>,
+
+    /// The URL visitors reach the bridge at (used in printed links); default: http://LISTEN.
+    #[arg(long, env = "AIRLOCK_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+
+    /// Deliveries of one visitor message to the agent before it is dead-lettered.
+    #[arg(long, env = "AIRLOCK_MAX_ATTEMPTS", default_value_t = crate::store::DEFAULT_MAX_ATTEMPTS, global = true)]
+    pub max_attempts: u32,
+
+    /// Longest visitor message, in characters.
+    #[arg(
+        long,
+        env = "AIRLOCK_MAX_MESSAGE_CHARS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub max_message_chars: usize,
+
+    /// Largest database pool (PostgreSQL).
+    #[arg(
+        long,
+        env = "AIRLOCK_DB_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub db_max_connections: u32,
+}
+
+impl Config {
+    /// The database URL in force: the configured one, or SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| sqlite_url(&self.data_dir))
+    }
+
+    pub fn uses_default_sqlite(&self) -> bool {
+        self.database_url.is_none()
+    }
+
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            max_connections: self.db_max_connections,
+            max_attempts: self.max_attempts,
+        }
+    }
+
+    /// Base URL for links printed to the operator.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
+    }
+
+    /// Defaults only: no flags, no environment. For tests and embedding.
+    pub fn defaults() -> Config {
+        Cli::parse_from(["airlock-bridge"]).config
+    }
+}
+
+/// Sub-commands: operate on the configured database directly (no admin key needed).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the bridge (the default when no sub-command is given).
+    Serve,
+    /// Manage chat interfaces.
+    #[command(subcommand)]
+    Interface(InterfaceCommand),
+    /// Manage connector keys.
+    #[command(subcommand, name = "connector-key")]
+    ConnectorKey(ConnectorKeyCommand),
+    /// Manage admin keys.
+    #[command(subcommand, name = "admin-key")]
+    AdminKey(AdminKeyCommand),
+    /// Read sessions and transcripts.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InterfaceCommand {
+    /// Create an interface (a draft unless --publish).
+    Create {
+        /// URL name: lowercase letters, digits and dashes, 2–64 characters.
+        #[arg(long)]
+        slug: String,
+        /// Title shown in the chat header.
+        #[arg(long)]
+        title: String,
+        /// Internal name for admins (default: the title).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// First message visitors see.
+        #[arg(long, default_value = "")]
+        welcome: String,
+        /// Input placeholder.
+        #[arg(long, default_value = "")]
+        placeholder: String,
+        /// A suggested prompt chip (repeatable).
+        #[arg(long = "prompt")]
+        prompts: Vec<String>,
+        /// `session` (history survives reloads in the tab) or `local` (survives closing the browser).
+        #[arg(long, default_value = "session")]
+        persistence: String,
+        /// Publish at once.
+        #[arg(long)]
+        publish: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List interfaces.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an interface visible to visitors.
+    Publish { slug: String },
+    /// Hide an interface from visitors (back to draft).
+    Unpublish { slug: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectorKeyCommand {
+    /// Create a connector key; it is printed once and stored only as a hash.
+    Create {
+        /// A name to recognise the connector by.
+        #[arg(long)]
+        name: String,
+        /// Interface slug this key may serve (repeatable); default: all interfaces.
+        #[arg(long = "interface")]
+        interfaces: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List connector keys (never the keys themselves).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a connector key by id; its next call is refused.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminKeyCommand {
+    /// Create an admin key; it is printed once and stored only as a hash.
+    Create {
+        #[arg(long, default_value = "admin")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List sessions, most recently active first.
+    List {
+        /// Only sessions of this interface.
+        #[arg(long)]
+        interface: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one session's transcript.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,141 @@
+//! The connector API: claim (a long-poll), extend, stream, reply, fail. Every call carries a
+//! connector key; every lease call is fenced (a superseded lease gets 409).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_shared::connector::{
+    ClaimRequest, ClaimResponse, ExtendRequest, FailOutcome, FailRequest, LeaseExtended,
+    ReplyRequest, ReplyState, StreamRequest,
+};
+use airlock_shared::{MAX_CLAIM_WAIT_SECS, MAX_LEASE_SECS, MIN_LEASE_SECS, time_from_millis};
+use axum::extract::State;
+use axum::{Json, Router, routing};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath, ConnectorAuth};
+use crate::app::AppState;
+use crate::validate;
+
+/// Most items one claim may lease.
+const MAX_CLAIM_ITEMS: u32 = 100;
+/// Most history messages one claim may ask for per item.
+const MAX_HISTORY: u32 = 200;
+/// Longest reply or delta, in characters.
+const MAX_REPLY_CHARS: usize = 100_000;
+/// Longest failure description kept.
+const MAX_ERROR_CHARS: usize = 2_000;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/connector/claim", routing::post(claim))
+        .route("/connector/leases/{lease_id}/extend", routing::post(extend))
+        .route("/connector/leases/{lease_id}/stream", routing::post(stream))
+        .route("/connector/leases/{lease_id}/reply", routing::post(reply))
+        .route("/connector/leases/{lease_id}/fail", routing::post(fail))
+}
+
+fn lease_ms(lease_secs: u64) -> Result<i64, ApiError> {
+    if !(MIN_LEASE_SECS..=MAX_LEASE_SECS).contains(&lease_secs) {
+        return Err(ApiError::unprocessable(
+            "invalid_lease_secs",
+            format!("lease_secs must be between {MIN_LEASE_SECS} and {MAX_LEASE_SECS}"),
+        ));
+    }
+    Ok(lease_secs as i64 * 1_000)
+}
+
+async fn claim(
+    State(state): State<Arc<AppState>>,
+    ConnectorAuth(connector): ConnectorAuth,
+    ApiJson(request): ApiJson<ClaimRequest>,
+) -> Result<Json<ClaimResponse>, ApiError> {
+    if !(1..=MAX_CLAIM_ITEMS).contains(&request.max) {
+        return Err(ApiError::unprocessable(
+            "invalid_max",
+            format!("max must be between 1 and {MAX_CLAIM_ITEMS}"),
+        ));
+    }
+    let lease_ms = lease_ms(request.lease_secs)?;
+    let wait = Duration::from_secs(request.wait.min(MAX_CLAIM_WAIT_SECS));
+    let items = state
+        .relay
+        .claim(
+            &connector,
+            request.max,
+            wait,
+            lease_ms,
+            request.history.min(MAX_HISTORY),
+        )
+        .await?;
+    Ok(Json(ClaimResponse { items }))
+}
+
+async fn extend(
+    State(state): State<Arc<AppState>>,
+    ConnectorAuth(connector): ConnectorAuth,
+    ApiPath(lease_id): ApiPath<String>,
+    ApiJson(request): ApiJson<ExtendRequest>,
+) -> Result<Json<LeaseExtended>, ApiError> {
+    let lease_ms = lease_ms(request.lease_secs)?;
+    let until = state.relay.extend(&lease_id, &connector, lease_ms).await?;
+    Ok(Json(LeaseExtended {
+        lease_id,
+        lease_expires_at: time_from_millis(until),
+    }))
+}
+
+async fn stream(
+    State(state): State<Arc<AppState>>,
+    ConnectorAuth(connector): ConnectorAuth,
+    ApiPath(lease_id): ApiPath<String>,
+    ApiJson(request): ApiJson<StreamRequest>,
+) -> Result<Json<ReplyState>, ApiError> {
+    let delta = match (&request.text_delta, request.typing) {
+        (Some(delta), _) => delta.as_str(),
+        (None, Some(true)) => "",
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "send `text_delta` (a piece of the reply) or `typing: true`",
+            ));
+        }
+    };
+    if delta.chars().count() > MAX_REPLY_CHARS {
+        return Err(ApiError::unprocessable(
+            "invalid_text_delta",
+            format!("text_delta is longer than {MAX_REPLY_CHARS} characters"),
+        ));
+    }
+    let message = state.relay.stream(&lease_id, &connector, delta).await?;
+    Ok(Json(ReplyState { message }))
+}
+
+async fn reply(
+    State(state): State<Arc<AppState>>,
+    ConnectorAuth(connector): ConnectorAuth,
+    ApiPath(lease_id): ApiPath<String>,
+    ApiJson(request): ApiJson<ReplyRequest>,
+) -> Result<Json<ReplyState>, ApiError> {
+    validate::text("text", &request.text, MAX_REPLY_CHARS)
+        .map_err(|m| ApiError::unprocessable("invalid_text", m))?;
+    let message = state
+        .relay
+        .reply(&lease_id, &connector, &request.text)
+        .await?;
+    Ok(Json(ReplyState { message }))
+}
+
+async fn fail(
+    State(state): State<Arc<AppState>>,
+    ConnectorAuth(connector): ConnectorAuth,
+    ApiPath(lease_id): ApiPath<String>,
+    ApiJson(request): ApiJson<FailRequest>,
+) -> Result<Json<FailOutcome>, ApiError> {
+    let error: String = request.error.chars().take(MAX_ERROR_CHARS).collect();
+    let outcome = state
+        .relay
+        .fail(&lease_id, &connector, &error, request.retry)
+        .await?;
+    Ok(Json(outcome))
+}

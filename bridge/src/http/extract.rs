@@ -1,0 +1,131 @@
+//! Request extractors whose failures use the JSON error envelope, and the three kinds of caller
+//! authentication: visitor session token, connector key, admin key.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::store::{ConnectorRow, SessionRow};
+use crate::tokens::{hash_secret, secret_matches};
+
+/// `axum::Json` with enveloped rejections (400 bad JSON, 422 wrong fields, 413, 415).
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `axum::extract::Query` with enveloped rejections.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// `axum::extract::Path` with enveloped rejections.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The session a visitor's token opens, which must be `session_id`. Another session's token gets
+/// the same 404 as a missing session, so ids cannot be probed.
+pub async fn visitor_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    session_id: &str,
+) -> Result<SessionRow, ApiError> {
+    let token = bearer(headers).ok_or_else(|| {
+        ApiError::unauthorized(
+            "missing_token",
+            "Send the session token as `Authorization: Bearer <session_token>`.",
+        )
+    })?;
+    let session = state
+        .store
+        .session_for_token(&hash_secret(token))
+        .await?
+        .ok_or_else(|| {
+            ApiError::unauthorized("invalid_token", "The session token is not valid.")
+        })?;
+    if session.id != session_id {
+        return Err(ApiError::not_found(
+            "session_not_found",
+            "session not found",
+        ));
+    }
+    Ok(session)
+}
+
+/// A request authenticated with a live connector key.
+pub struct ConnectorAuth(pub ConnectorRow);
+
+impl FromRequestParts<Arc<AppState>> for ConnectorAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let key = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing_key",
+                "Send the connector key as `Authorization: Bearer <key>`.",
+            )
+        })?;
+        let connector = state
+            .store
+            .connector_by_key_hash(&hash_secret(key))
+            .await?
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "invalid_key",
+                    "The connector key is not valid or was revoked.",
+                )
+            })?;
+        Ok(ConnectorAuth(connector))
+    }
+}
+
+/// A request authenticated with an admin key (the configured one or a stored one).
+pub struct AdminAuth;
+
+impl FromRequestParts<Arc<AppState>> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let key = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing_key",
+                "Send the admin key as `Authorization: Bearer <key>`.",
+            )
+        })?;
+        let configured = state
+            .configured_admin_key_hash
+            .as_deref()
+            .is_some_and(|hash| secret_matches(key, hash));
+        if configured || state.store.admin_key_exists(&hash_secret(key)).await? {
+            Ok(AdminAuth)
+        } else {
+            Err(ApiError::unauthorized(
+                "invalid_key",
+                "The admin key is not valid.",
+            ))
+        }
+    }
+}

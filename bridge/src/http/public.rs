@@ -1,0 +1,213 @@
+//! The visitor API: public interface config, sessions, sending messages, and the long-poll that
+//! shows replies as they stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_shared::visitor::{
+    CreateSession, MessageAccepted, MessageList, PublicInterface, SendMessage, SessionCreated,
+};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::{Json, Router, routing};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath, ApiQuery, visitor_session};
+use crate::app::AppState;
+use crate::store::{InterfaceRow, NewSession};
+use crate::tokens::{RESUME_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, hash_secret, new_secret};
+use crate::validate;
+
+/// Longest page metadata kept per field (URLs, titles).
+const MAX_META_CHARS: usize = 2_048;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/interfaces/{slug}", routing::get(interface_config))
+        .route("/interfaces/{slug}/sessions", routing::post(open_session))
+        .route(
+            "/sessions/{id}/messages",
+            routing::post(send_message).get(list_messages),
+        )
+}
+
+/// A published interface by slug; drafts are invisible to visitors.
+async fn published_interface(state: &AppState, slug: &str) -> Result<InterfaceRow, ApiError> {
+    state
+        .store
+        .interface_by_slug(slug)
+        .await?
+        .filter(InterfaceRow::is_published)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "interface_not_found",
+                format!("No published chat interface is called `{slug}`."),
+            )
+        })
+}
+
+async fn interface_config(
+    State(state): State<Arc<AppState>>,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Json<PublicInterface>, ApiError> {
+    let interface = published_interface(&state, &slug).await?;
+    let agent_online = state.agent_online(&interface.id).await?;
+    let config = interface.config;
+    Ok(Json(PublicInterface {
+        slug: interface.slug,
+        title: config.title,
+        description: config.description,
+        welcome_message: config.welcome_message,
+        placeholder: config.placeholder,
+        suggested_prompts: config.suggested_prompts,
+        persistence: config.persistence,
+        agent_online,
+    }))
+}
+
+/// Keeps at most `MAX_META_CHARS` of an optional piece of metadata.
+fn clip(value: Option<String>) -> Option<String> {
+    value
+        .map(|v| v.chars().take(MAX_META_CHARS).collect::<String>())
+        .filter(|v| !v.is_empty())
+}
+
+fn header(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<String> {
+    clip(headers.get(name)?.to_str().ok().map(str::to_string))
+}
+
+async fn open_session(
+    State(state): State<Arc<AppState>>,
+    ApiPath(slug): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<CreateSession>,
+) -> Result<(StatusCode, Json<SessionCreated>), ApiError> {
+    let interface = published_interface(&state, &slug).await?;
+    if request.identity_token.is_some() {
+        return Err(ApiError::unprocessable(
+            "identity_not_supported",
+            "identity_token is not accepted by this bridge yet.",
+        ));
+    }
+    let now = state.relay.now();
+    let session_token = new_secret(SESSION_TOKEN_PREFIX);
+
+    if let Some(resume_token) = request.resume_token.as_deref() {
+        let resumed = state
+            .store
+            .resume_session(
+                &interface.id,
+                &hash_secret(resume_token),
+                &hash_secret(&session_token),
+                now,
+            )
+            .await?;
+        if let Some(session) = resumed {
+            let messages = state.store.transcript(&session.id).await?;
+            return Ok((
+                StatusCode::OK,
+                Json(SessionCreated {
+                    session_id: session.id,
+                    session_token,
+                    resume_token: resume_token.to_string(),
+                    visitor_id: session.visitor_id,
+                    resumed: true,
+                    cursor: session.last_seq,
+                    messages,
+                }),
+            ));
+        }
+        // An unknown or ended session: start afresh, and say so with `resumed: false`.
+    }
+
+    let resume_token = new_secret(RESUME_TOKEN_PREFIX);
+    let session = state
+        .store
+        .create_session(
+            &NewSession {
+                interface_id: interface.id,
+                token_hash: hash_secret(&session_token),
+                resume_hash: hash_secret(&resume_token),
+                page_url: clip(request.page_url),
+                page_title: clip(request.page_title),
+                referrer: clip(request.referrer),
+                locale: clip(request.locale),
+                ip: None,
+                user_agent: header(&headers, axum::http::header::USER_AGENT),
+            },
+            now,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SessionCreated {
+            session_id: session.id,
+            session_token,
+            resume_token,
+            visitor_id: session.visitor_id,
+            resumed: false,
+            cursor: session.last_seq,
+            messages: Vec::new(),
+        }),
+    ))
+}
+
+async fn send_message(
+    State(state): State<Arc<AppState>>,
+    ApiPath(session_id): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<SendMessage>,
+) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
+    let session = visitor_session(&state, &headers, &session_id).await?;
+    validate::client_id(&request.client_id)
+        .map_err(|m| ApiError::unprocessable("invalid_client_id", m))?;
+    validate::text("text", &request.text, state.max_message_chars)
+        .map_err(|m| ApiError::unprocessable("invalid_text", m))?;
+    let outcome = state
+        .relay
+        .send(
+            &session.id,
+            &request.client_id,
+            &request.text,
+            request.context.as_ref(),
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MessageAccepted {
+            message: outcome.message,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    after: i64,
+    #[serde(default)]
+    wait: u64,
+}
+
+async fn list_messages(
+    State(state): State<Arc<AppState>>,
+    ApiPath(session_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+    headers: HeaderMap,
+) -> Result<Json<MessageList>, ApiError> {
+    let session = visitor_session(&state, &headers, &session_id).await?;
+    let wait = Duration::from_secs(query.wait.min(airlock_shared::MAX_VISITOR_WAIT_SECS));
+    let messages = state.relay.messages(&session.id, query.after, wait).await?;
+    let cursor = messages
+        .iter()
+        .map(|m| m.rev)
+        .max()
+        .unwrap_or(query.after)
+        .max(query.after);
+    let agent_online = state.agent_online(&session.interface_id).await?;
+    Ok(Json(MessageList {
+        messages,
+        cursor,
+        agent_online,
+    }))
+}

@@ -1,0 +1,17 @@
+//! The Airlock bridge as a library: everything the `airlock-bridge` binary runs, so tests build
+//! exactly the app the binary serves.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod manage;
+pub mod relay;
+pub mod store;
+pub mod testing;
+pub mod tokens;
+pub mod validate;
+
+pub use app::Bridge;
+pub use config::Config;

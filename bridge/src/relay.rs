@@ -1,0 +1,287 @@
+//! The relay's moving parts above storage: waiting claims and long-polls, and the wake-ups that
+//! end those waits the moment there is something to return.
+//!
+//! A write commits first, then wakes the waiters; a waiter registers for its wake-up *before* it
+//! looks at the database, so a write landing between the look and the wait is never missed.
+//! Waits end early on shutdown so a graceful stop never hangs on a 50-second claim.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use airlock_shared::Message;
+use airlock_shared::connector::{ClaimedItem, FailOutcome};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::store::{Backend, ConnectorRow, Store, StoreError};
+
+/// On PostgreSQL another bridge replica may write; until cross-replica notifications exist, a
+/// waiting request also looks again this often.
+const FOREIGN_WRITE_RECHECK: Duration = Duration::from_secs(1);
+
+/// How often expired last-attempt leases are dead-lettered without waiting for a claim.
+const REAP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Largest batch of messages one long-poll answer carries.
+const MESSAGE_PAGE: u32 = 200;
+
+/// In-process wake-ups: one for "the inbox changed", one per session being watched.
+#[derive(Default)]
+pub struct Wakeups {
+    inbox: Notify,
+    sessions: Mutex<SessionWaiters>,
+}
+
+#[derive(Default)]
+struct SessionWaiters {
+    by_session: HashMap<String, Weak<Notify>>,
+    prune_at: usize,
+}
+
+impl Wakeups {
+    /// Wakes every waiting claim.
+    pub fn inbox_changed(&self) {
+        self.inbox.notify_waiters();
+    }
+
+    /// Wakes every long-poll of `session_id`.
+    pub fn session_changed(&self, session_id: &str) {
+        let waiters = self.sessions.lock().expect("wake-up registry poisoned");
+        if let Some(notify) = waiters.by_session.get(session_id).and_then(Weak::upgrade) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// The wake-up of one session, shared by all its waiters and dropped with the last of them.
+    fn session(&self, session_id: &str) -> Arc<Notify> {
+        let mut waiters = self.sessions.lock().expect("wake-up registry poisoned");
+        if let Some(notify) = waiters.by_session.get(session_id).and_then(Weak::upgrade) {
+            return notify;
+        }
+        let notify = Arc::new(Notify::new());
+        waiters
+            .by_session
+            .insert(session_id.to_string(), Arc::downgrade(&notify));
+        if waiters.by_session.len() >= waiters.prune_at {
+            waiters.by_session.retain(|_, w| w.strong_count() > 0);
+            waiters.prune_at = (waiters.by_session.len() * 2).max(64);
+        }
+        notify
+    }
+}
+
+/// Errors of relay operations are storage errors.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The relay: storage plus wake-ups plus the clock.
+#[derive(Clone)]
+pub struct Relay {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    wakeups: Arc<Wakeups>,
+    shutdown: CancellationToken,
+}
+
+impl Relay {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, shutdown: CancellationToken) -> Self {
+        Relay {
+            store,
+            clock,
+            wakeups: Arc::new(Wakeups::default()),
+            shutdown,
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Stores a visitor message (idempotent by `client_id`) and wakes waiting claims.
+    pub async fn send(
+        &self,
+        session_id: &str,
+        client_id: &str,
+        text: &str,
+        context: Option<&serde_json::Value>,
+    ) -> Result<crate::store::SendOutcome> {
+        let outcome = self
+            .store
+            .send_user_message(session_id, client_id, text, context, self.now())
+            .await?;
+        if outcome.created {
+            self.wakeups.inbox_changed();
+            self.wakeups.session_changed(session_id);
+        }
+        Ok(outcome)
+    }
+
+    /// Leases up to `max` items, waiting up to `wait` for one to become available.
+    pub async fn claim(
+        &self,
+        connector: &ConnectorRow,
+        max: u32,
+        wait: Duration,
+        lease_ms: i64,
+        history: u32,
+    ) -> Result<Vec<ClaimedItem>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        self.store.touch_connector(connector, self.now()).await?;
+        loop {
+            let notified = self.wakeups.inbox.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            let now = self.now();
+            let outcome = self
+                .store
+                .claim(connector, max, lease_ms, history, now)
+                .await?;
+            for session_id in &outcome.touched_sessions {
+                self.wakeups.session_changed(session_id);
+            }
+            if !outcome.items.is_empty()
+                || tokio::time::Instant::now() >= deadline
+                || self.shutdown.is_cancelled()
+            {
+                return Ok(outcome.items);
+            }
+            // Sleep no longer than until the next retry back-off or lease expiry is due.
+            let mut wake_at = deadline;
+            if let Some(due) = self.store.next_due(now).await? {
+                let delay = Duration::from_millis(u64::try_from(due - now).unwrap_or(0) + 1);
+                wake_at = wake_at.min(tokio::time::Instant::now() + delay);
+            }
+            if self.store.backend() == Backend::Postgres {
+                wake_at = wake_at.min(tokio::time::Instant::now() + FOREIGN_WRITE_RECHECK);
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(wake_at) => {}
+                _ = self.shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    /// Messages of a session changed after `after`, waiting up to `wait` for the first one.
+    pub async fn messages(
+        &self,
+        session_id: &str,
+        after: i64,
+        wait: Duration,
+    ) -> Result<Vec<Message>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let session_wakeup = self.wakeups.session(session_id);
+        loop {
+            let notified = session_wakeup.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            let messages = self
+                .store
+                .messages_after(session_id, after, MESSAGE_PAGE)
+                .await?;
+            if !messages.is_empty()
+                || tokio::time::Instant::now() >= deadline
+                || self.shutdown.is_cancelled()
+            {
+                return Ok(messages);
+            }
+            let mut wake_at = deadline;
+            if self.store.backend() == Backend::Postgres {
+                wake_at = wake_at.min(tokio::time::Instant::now() + FOREIGN_WRITE_RECHECK);
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(wake_at) => {}
+                _ = self.shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    pub async fn extend(
+        &self,
+        lease_id: &str,
+        connector: &ConnectorRow,
+        lease_ms: i64,
+    ) -> Result<i64> {
+        self.store
+            .extend_lease(lease_id, connector, lease_ms, self.now())
+            .await
+    }
+
+    pub async fn stream(
+        &self,
+        lease_id: &str,
+        connector: &ConnectorRow,
+        delta: &str,
+    ) -> Result<Message> {
+        let write = self
+            .store
+            .stream_delta(lease_id, connector, delta, self.now())
+            .await?;
+        self.wakeups.session_changed(&write.session_id);
+        Ok(write.value)
+    }
+
+    pub async fn reply(
+        &self,
+        lease_id: &str,
+        connector: &ConnectorRow,
+        text: &str,
+    ) -> Result<Message> {
+        let write = self
+            .store
+            .reply(lease_id, connector, text, self.now())
+            .await?;
+        self.wakeups.session_changed(&write.session_id);
+        // The session's next message, if any, is now at the head of its queue.
+        self.wakeups.inbox_changed();
+        Ok(write.value)
+    }
+
+    pub async fn fail(
+        &self,
+        lease_id: &str,
+        connector: &ConnectorRow,
+        error: &str,
+        retry: bool,
+    ) -> Result<FailOutcome> {
+        let write = self
+            .store
+            .fail(lease_id, connector, error, retry, self.now())
+            .await?;
+        self.wakeups.session_changed(&write.session_id);
+        self.wakeups.inbox_changed();
+        Ok(write.value)
+    }
+
+    /// Dead-letters expired last-attempt leases until shutdown, so a visitor whose message the
+    /// agent never answered sees the failure even when no connector is claiming.
+    pub async fn run_reaper(self) {
+        let mut tick = tokio::time::interval(REAP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            match self.store.reap_expired(self.now()).await {
+                Ok(sessions) => {
+                    for session_id in &sessions {
+                        tracing::warn!(
+                            session_id,
+                            "dead-lettered an item whose last lease expired"
+                        );
+                        self.wakeups.session_changed(session_id);
+                    }
+                    if !sessions.is_empty() {
+                        self.wakeups.inbox_changed();
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "could not reap expired leases"),
+            }
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Durable storage for everything the bridge knows: interfaces, keys, sessions, the message log,
+//! the inbox (with its leases) and the outbox.
+//!
+//! One set of queries serves both backends through sqlx's `Any` driver: the SQL is written in the
+//! common dialect (`$N` parameters, epoch-millisecond integers for time, text for ids and JSON),
+//! and the few places where the engines differ (`FOR UPDATE SKIP LOCKED`, `BEGIN IMMEDIATE`) branch
+//! on [`Backend`]. The conformance suite in `tests/store_conformance.rs` runs unchanged on both.
+//!
+//! Every method that depends on time takes `now` (epoch milliseconds) from the caller, so tests move
+//! time without sleeping. Every write that the bridge acknowledges is committed before the method
+//! returns.
+
+mod connectors;
+mod interfaces;
+mod relay;
+mod sessions;
+
+pub use connectors::ConnectorRow;
+pub use interfaces::{InterfaceConfig, InterfaceRow, NewInterface};
+pub use relay::{ClaimOutcome, DEFAULT_MAX_ATTEMPTS, LeaseWrite};
+pub use sessions::{NewSession, SendOutcome, SessionFilter, SessionRow};
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use airlock_shared::{Message, MessageStatus, Role, time_from_millis};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+/// Which database engine a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What went wrong, in domain terms. The HTTP layer maps each to a status code.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("the slug `{0}` is already taken")]
+    SlugTaken(String),
+    #[error("this client_id was already used for a message with different text")]
+    ClientIdReused,
+    #[error("the session is {0}")]
+    SessionClosed(String),
+    #[error("this lease was superseded: the item was handed out again after the lease expired")]
+    LeaseSuperseded,
+    #[error("the item of this lease is already {0}")]
+    ItemFinished(&'static str),
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Pool sizing and relay policy.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Largest PostgreSQL pool (SQLite uses one writer and a few readers).
+    pub max_connections: u32,
+    /// Deliveries of one inbox item before it is dead-lettered.
+    pub max_attempts: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 10,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+/// The bridge's database. Cheap to clone.
+///
+/// On SQLite all writes go through a single connection (SQLite has one writer anyway; queueing in
+/// the pool is cheaper and fairer than lock retries) and reads through a small separate pool, which
+/// WAL mode lets run beside the writer.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    read: AnyPool,
+    write: AnyPool,
+    max_attempts: u32,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SQLite URL of the default database file in `data_dir`.
+pub fn sqlite_url(data_dir: &Path) -> String {
+    format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join("airlock.db").display()
+    )
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`) and applies pending migrations.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        let connect_options = AnyConnectOptions::from_str(url)?;
+        let (read, write) = match backend {
+            Backend::Sqlite => {
+                let write = sqlite_pool(1).connect_with(connect_options.clone()).await?;
+                // Migrate through the writer first so the readers open a ready WAL database.
+                SQLITE_MIGRATIONS.run(&write).await?;
+                let read = sqlite_pool(4).connect_with(connect_options).await?;
+                (read, write)
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(options.max_connections.max(2))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(connect_options)
+                    .await?;
+                POSTGRES_MIGRATIONS.run(&pool).await?;
+                (pool.clone(), pool)
+            }
+        };
+        Ok(Store {
+            backend,
+            read,
+            write,
+            max_attempts: options.max_attempts.max(1),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// How many deliveries an inbox item gets before it is dead-lettered.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        self.read.execute("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Closes every connection; pending work finishes first.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),
+    /// so a transaction that reads before it writes can never fail half-way on a lock upgrade when
+    /// another process (a CLI command) writes too.
+    async fn begin(&self) -> Result<Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write.begin().await?,
+        })
+    }
+}
+
+fn sqlite_pool(max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // WAL lets readers run beside the writer; NORMAL survives a process crash
+                // (every commit is in the WAL before the call returns).
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+}
+
+/// Hides the password of a database URL for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The columns of a message row, in [`MessageRow`] order.
+macro_rules! message_columns {
+    () => {
+        "m.id, m.session_id, m.seq, m.rev, m.role, m.text, m.html, m.status, m.client_id, \
+         m.reply_to, m.error, m.created_at, m.updated_at"
+    };
+}
+pub(crate) use message_columns;
+
+/// One row of `messages`, as read from either backend.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct MessageRow {
+    pub id: String,
+    pub session_id: String,
+    pub seq: i64,
+    pub rev: i64,
+    pub role: String,
+    pub text: String,
+    pub html: Option<String>,
+    pub status: String,
+    pub client_id: Option<String>,
+    pub reply_to: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl MessageRow {
+    pub fn into_message(self) -> Message {
+        Message {
+            id: self.id,
+            seq: self.seq,
+            rev: self.rev,
+            role: Role::parse(&self.role).unwrap_or(Role::Event),
+            text: self.text,
+            html: self.html,
+            status: MessageStatus::parse(&self.status).unwrap_or(MessageStatus::Failed),
+            client_id: self.client_id,
+            reply_to: self.reply_to,
+            error: self.error,
+            created_at: time_from_millis(self.created_at),
+            updated_at: time_from_millis(self.updated_at),
+        }
+    }
+}
+
+/// Takes the session's next change number (for a new message or a changed one) and marks activity.
+/// On PostgreSQL this locks the session row until commit, so one session's changes commit in
+/// change-number order and a reader following the cursor never skips one.
+async fn next_rev(
+    tx: &mut Transaction<'static, Any>,
+    session_id: &str,
+    new_message: bool,
+    now: i64,
+) -> Result<i64> {
+    let rev: Option<i64> = sqlx::query_scalar(
+        "UPDATE sessions SET last_seq = last_seq + 1, message_count = message_count + $2, \
+         last_activity_at = $3 WHERE id = $1 RETURNING last_seq",
+    )
+    .bind(session_id)
+    .bind(i64::from(new_message))
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    rev.ok_or(StoreError::NotFound("session"))
+}
+
+/// Reads one message by id inside a transaction.
+async fn message_in_tx(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Message> {
+    let row: MessageRow = sqlx::query_as(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages m WHERE m.id = $1"
+    ))
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.into_message())
+}
+
+/// Whether a database error is a unique-constraint violation.
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}

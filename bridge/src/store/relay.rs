@@ -1,0 +1,765 @@
+//! The inbox and outbox: claims, leases, streamed deltas, replies, failures and dead letters.
+//!
+//! Guarantees kept here, in one transaction each:
+//! - per-session FIFO: only the oldest unfinished item of a session can be leased, so a session has
+//!   at most one item in flight and its items reach the agent in the order sent;
+//! - leases: an item leased for `lease_ms` and not finished in time is handed out again under a new
+//!   `lease_id` with `attempts + 1`; calls on the old lease are refused (fencing);
+//! - a reply is stored once: a repeated reply on the same lease returns the stored one;
+//! - after `max_attempts` deliveries the item is dead-lettered and the visitor's log shows a failed
+//!   reply, so the visitor is never left waiting in silence.
+
+use airlock_shared::admin::DeadLetter;
+use airlock_shared::connector::{ClaimedItem, FailOutcome, SessionContext};
+use airlock_shared::{Message, time_from_millis};
+
+use super::{
+    Backend, ConnectorRow, InterfaceConfig, MessageRow, Result, Store, StoreError, message_columns,
+    message_in_tx, next_rev,
+};
+use crate::tokens::new_id;
+
+/// Deliveries of one item before it is dead-lettered, unless configured otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// What the visitor reads when the agent never answered a message.
+pub const FAILED_REPLY_TEXT: &str = "The agent could not answer this message. Please try again.";
+
+/// First retry back-off after `fail` with `retry`; doubles per attempt up to the cap.
+const RETRY_BASE_MS: i64 = 1_000;
+const RETRY_CAP_MS: i64 = 60_000;
+
+/// The result of one claim transaction.
+#[derive(Debug, Default)]
+pub struct ClaimOutcome {
+    /// The items now leased to the caller.
+    pub items: Vec<ClaimedItem>,
+    /// Sessions whose log changed (a first delivery, or an item dead-lettered on the way).
+    pub touched_sessions: Vec<String>,
+}
+
+/// The result of a stream, reply or fail call: what the visitor's log now shows.
+#[derive(Debug, Clone)]
+pub struct LeaseWrite<T> {
+    pub session_id: String,
+    pub value: T,
+}
+
+#[derive(sqlx::FromRow)]
+struct Candidate {
+    message_id: String,
+    session_id: String,
+    state: String,
+    attempts: i64,
+}
+
+/// A lease joined with the current state of its item.
+#[derive(sqlx::FromRow)]
+struct LeaseState {
+    message_id: String,
+    session_id: String,
+    connector_id: String,
+    state: String,
+    current_lease: Option<String>,
+    attempts: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    message_id: String,
+    lease_id: String,
+    state: String,
+}
+
+/// Back-off before the next delivery after `attempts` failed ones.
+fn retry_delay_ms(attempts: i64) -> i64 {
+    let doublings = (attempts - 1).clamp(0, 16) as u32;
+    (RETRY_BASE_MS << doublings).min(RETRY_CAP_MS)
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+impl Store {
+    /// Leases up to `max` items to `connector` for `lease_ms`, oldest first, at most one per
+    /// session. Items whose lease ran out with no attempts left are dead-lettered instead.
+    pub async fn claim(
+        &self,
+        connector: &ConnectorRow,
+        max: u32,
+        lease_ms: i64,
+        history: u32,
+        now: i64,
+    ) -> Result<ClaimOutcome> {
+        const CANDIDATES: &str = "SELECT i.message_id, i.session_id, i.state, i.attempts FROM inbox i \
+             WHERE i.state IN ('queued', 'leased') \
+               AND ((i.state = 'queued' AND i.not_before <= $1) \
+                    OR (i.state = 'leased' AND i.leased_until <= $1)) \
+               AND NOT EXISTS (SELECT 1 FROM inbox p WHERE p.session_id = i.session_id \
+                    AND p.state IN ('queued', 'leased') AND p.seq < i.seq) \
+               AND ($2 = 1 OR i.interface_id IN \
+                    (SELECT s.interface_id FROM connector_scopes s WHERE s.connector_id = $3)) \
+             ORDER BY i.created_at, i.seq LIMIT $4";
+        // Several bridges on one PostgreSQL: each candidate row is taken by one claimer only.
+        const CANDIDATES_PG: &str = "SELECT i.message_id, i.session_id, i.state, i.attempts FROM inbox i \
+             WHERE i.state IN ('queued', 'leased') \
+               AND ((i.state = 'queued' AND i.not_before <= $1) \
+                    OR (i.state = 'leased' AND i.leased_until <= $1)) \
+               AND NOT EXISTS (SELECT 1 FROM inbox p WHERE p.session_id = i.session_id \
+                    AND p.state IN ('queued', 'leased') AND p.seq < i.seq) \
+               AND ($2 = 1 OR i.interface_id IN \
+                    (SELECT s.interface_id FROM connector_scopes s WHERE s.connector_id = $3)) \
+             ORDER BY i.created_at, i.seq LIMIT $4 FOR UPDATE OF i SKIP LOCKED";
+
+        let mut outcome = ClaimOutcome::default();
+        if max == 0 {
+            return Ok(outcome);
+        }
+        let mut tx = self.begin().await?;
+        let sql = match self.backend {
+            Backend::Sqlite => CANDIDATES,
+            Backend::Postgres => CANDIDATES_PG,
+        };
+        let candidates: Vec<Candidate> = sqlx::query_as(sql)
+            .bind(now)
+            .bind(i64::from(connector.all_interfaces))
+            .bind(&connector.id)
+            .bind(i64::from(max))
+            .fetch_all(&mut *tx)
+            .await?;
+
+        let mut leased = Vec::new();
+        for candidate in candidates {
+            if candidate.state == "leased" && candidate.attempts >= i64::from(self.max_attempts) {
+                let error = format!(
+                    "lease expired on attempt {} of {}",
+                    candidate.attempts, self.max_attempts
+                );
+                dead_letter(
+                    &mut tx,
+                    &candidate.message_id,
+                    &candidate.session_id,
+                    &error,
+                    now,
+                )
+                .await?;
+                outcome.touched_sessions.push(candidate.session_id);
+                continue;
+            }
+            let lease_id = new_id("lse");
+            let attempt = candidate.attempts + 1;
+            let leased_until = now + lease_ms;
+            let done = sqlx::query(
+                "UPDATE inbox SET state = 'leased', lease_id = $1, leased_until = $2, \
+                 leased_by = $3, attempts = $4, updated_at = $5 \
+                 WHERE message_id = $6 AND state = $7 AND attempts = $8",
+            )
+            .bind(&lease_id)
+            .bind(leased_until)
+            .bind(&connector.id)
+            .bind(attempt)
+            .bind(now)
+            .bind(&candidate.message_id)
+            .bind(&candidate.state)
+            .bind(candidate.attempts)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO leases (lease_id, message_id, connector_id, attempt, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&lease_id)
+            .bind(&candidate.message_id)
+            .bind(&connector.id)
+            .bind(attempt)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if candidate.attempts == 0 {
+                let rev = next_rev(&mut tx, &candidate.session_id, false, now).await?;
+                set_message_status(&mut tx, &candidate.message_id, "processing", rev, now).await?;
+                outcome.touched_sessions.push(candidate.session_id.clone());
+            }
+            leased.push((lease_id, candidate.message_id, attempt, leased_until));
+        }
+        tx.commit().await?;
+
+        for (lease_id, message_id, attempt, leased_until) in leased {
+            outcome.items.push(
+                self.claimed_item(lease_id, &message_id, attempt, leased_until, history)
+                    .await?,
+            );
+        }
+        Ok(outcome)
+    }
+
+    /// Everything the agent needs for one leased item, read after the claim committed.
+    async fn claimed_item(
+        &self,
+        lease_id: String,
+        message_id: &str,
+        attempt: i64,
+        leased_until: i64,
+        history: u32,
+    ) -> Result<ClaimedItem> {
+        let row: MessageRow = sqlx::query_as(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m WHERE m.id = $1"
+        ))
+        .bind(message_id)
+        .fetch_one(&self.read)
+        .await?;
+        let context: Option<String> =
+            sqlx::query_scalar("SELECT context FROM messages WHERE id = $1")
+                .bind(message_id)
+                .fetch_one(&self.read)
+                .await?;
+        let session = self
+            .session(&row.session_id)
+            .await?
+            .ok_or(StoreError::NotFound("session"))?;
+        let config: String = sqlx::query_scalar("SELECT config FROM interfaces WHERE id = $1")
+            .bind(&session.interface_id)
+            .fetch_one(&self.read)
+            .await?;
+        let config: InterfaceConfig = serde_json::from_str(&config).unwrap_or_default();
+        let mut earlier: Vec<MessageRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m WHERE m.session_id = $1 AND m.seq < $2 \
+              AND (m.role = 'user' OR (m.role = 'assistant' AND m.status = 'complete')) \
+              ORDER BY m.seq DESC LIMIT $3"
+        ))
+        .bind(&row.session_id)
+        .bind(row.seq)
+        .bind(i64::from(history))
+        .fetch_all(&self.read)
+        .await?;
+        earlier.reverse();
+        Ok(ClaimedItem {
+            lease_id,
+            lease_expires_at: time_from_millis(leased_until),
+            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+            message: row.into_message(),
+            session: SessionContext {
+                id: session.id,
+                interface: session.interface_slug,
+                interface_title: config.title,
+                visitor_id: session.visitor_id,
+                page_url: session.page_url,
+                page_title: session.page_title,
+                referrer: session.referrer,
+                locale: session.locale,
+                context: context.and_then(|c| serde_json::from_str(&c).ok()),
+            },
+            history: earlier.into_iter().map(MessageRow::into_message).collect(),
+        })
+    }
+
+    /// The earliest future moment at which an item becomes claimable (a retry back-off ends or
+    /// a lease runs out), so a waiting claim can wake then instead of polling.
+    pub async fn next_due(&self, now: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(CASE WHEN state = 'queued' THEN not_before ELSE leased_until END) \
+             FROM inbox WHERE state IN ('queued', 'leased') \
+             AND (CASE WHEN state = 'queued' THEN not_before ELSE leased_until END) > $1",
+        )
+        .bind(now)
+        .fetch_one(&self.read)
+        .await?)
+    }
+
+    /// Locks and checks a lease for a write by `connector`. `Ok(None)` means the item is done and
+    /// this lease wrote its reply (only a repeated `reply` may use that).
+    async fn lease_for_write(
+        &self,
+        tx: &mut Tx,
+        lease_id: &str,
+        connector: &ConnectorRow,
+    ) -> Result<LeaseState> {
+        const LEASE: &str = "SELECT l.message_id, i.session_id, l.connector_id, i.state, \
+             i.lease_id AS current_lease, i.attempts FROM leases l \
+             JOIN inbox i ON i.message_id = l.message_id WHERE l.lease_id = $1";
+        const LEASE_PG: &str = "SELECT l.message_id, i.session_id, l.connector_id, i.state, \
+             i.lease_id AS current_lease, i.attempts FROM leases l \
+             JOIN inbox i ON i.message_id = l.message_id WHERE l.lease_id = $1 FOR UPDATE OF i";
+        let sql = match self.backend {
+            Backend::Sqlite => LEASE,
+            Backend::Postgres => LEASE_PG,
+        };
+        let lease: Option<LeaseState> = sqlx::query_as(sql)
+            .bind(lease_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let lease = lease
+            .filter(|l| l.connector_id == connector.id)
+            .ok_or(StoreError::NotFound("lease"))?;
+        if lease.current_lease.as_deref() != Some(lease_id) {
+            return Err(StoreError::LeaseSuperseded);
+        }
+        Ok(lease)
+    }
+
+    /// Renews a lease for another `lease_ms` from now. Returns the new expiry.
+    pub async fn extend_lease(
+        &self,
+        lease_id: &str,
+        connector: &ConnectorRow,
+        lease_ms: i64,
+        now: i64,
+    ) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let lease = self.lease_for_write(&mut tx, lease_id, connector).await?;
+        require_leased(&lease)?;
+        let until = now + lease_ms;
+        sqlx::query("UPDATE inbox SET leased_until = $1, updated_at = $2 WHERE message_id = $3")
+            .bind(until)
+            .bind(now)
+            .bind(&lease.message_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(until)
+    }
+
+    /// Appends `delta` to the streaming reply of the lease's item (creating the reply on the first
+    /// call). A new delivery of the item starts its reply over. An empty delta only makes sure the
+    /// reply exists, which the visitor sees as the agent typing.
+    pub async fn stream_delta(
+        &self,
+        lease_id: &str,
+        connector: &ConnectorRow,
+        delta: &str,
+        now: i64,
+    ) -> Result<LeaseWrite<Message>> {
+        let mut tx = self.begin().await?;
+        let lease = self.lease_for_write(&mut tx, lease_id, connector).await?;
+        require_leased(&lease)?;
+        let outbox = outbox_row(&mut tx, &lease.message_id).await?;
+        let message_id = match outbox {
+            None => {
+                let reply = NewReply {
+                    session_id: &lease.session_id,
+                    inbox_id: &lease.message_id,
+                    lease_id,
+                    text: delta,
+                    status: "streaming",
+                    error: None,
+                };
+                insert_reply(&mut tx, reply, now).await?
+            }
+            Some(out) if out.lease_id != lease_id => {
+                let rev = next_rev(&mut tx, &lease.session_id, false, now).await?;
+                sqlx::query(
+                    "UPDATE messages SET text = $1, status = 'streaming', error = NULL, rev = $2, \
+                     updated_at = $3 WHERE id = $4",
+                )
+                .bind(delta)
+                .bind(rev)
+                .bind(now)
+                .bind(&out.message_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE outbox SET lease_id = $1, state = 'streaming', updated_at = $2 WHERE inbox_id = $3")
+                    .bind(lease_id)
+                    .bind(now)
+                    .bind(&lease.message_id)
+                    .execute(&mut *tx)
+                    .await?;
+                out.message_id
+            }
+            Some(out) => {
+                if !delta.is_empty() {
+                    let rev = next_rev(&mut tx, &lease.session_id, false, now).await?;
+                    sqlx::query(
+                        "UPDATE messages SET text = text || $1, rev = $2, updated_at = $3 \
+                         WHERE id = $4",
+                    )
+                    .bind(delta)
+                    .bind(rev)
+                    .bind(now)
+                    .bind(&out.message_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                out.message_id
+            }
+        };
+        let message = message_in_tx(&mut tx, &message_id).await?;
+        tx.commit().await?;
+        Ok(LeaseWrite {
+            session_id: lease.session_id,
+            value: message,
+        })
+    }
+
+    /// Stores the final reply and finishes the item, in one transaction. Repeating it on the same
+    /// lease returns the stored reply; on a superseded lease it is refused.
+    pub async fn reply(
+        &self,
+        lease_id: &str,
+        connector: &ConnectorRow,
+        text: &str,
+        now: i64,
+    ) -> Result<LeaseWrite<Message>> {
+        let mut tx = self.begin().await?;
+        let lease = self.lease_for_write(&mut tx, lease_id, connector).await?;
+        let outbox = outbox_row(&mut tx, &lease.message_id).await?;
+        match lease.state.as_str() {
+            "done" => {
+                let out = outbox.ok_or(StoreError::ItemFinished("answered"))?;
+                let message = message_in_tx(&mut tx, &out.message_id).await?;
+                return Ok(LeaseWrite {
+                    session_id: lease.session_id,
+                    value: message,
+                });
+            }
+            "leased" => {}
+            _ => require_leased(&lease)?,
+        }
+        let message_id = match outbox {
+            None => {
+                let reply = NewReply {
+                    session_id: &lease.session_id,
+                    inbox_id: &lease.message_id,
+                    lease_id,
+                    text,
+                    status: "complete",
+                    error: None,
+                };
+                insert_reply(&mut tx, reply, now).await?
+            }
+            Some(out) => {
+                let rev = next_rev(&mut tx, &lease.session_id, false, now).await?;
+                sqlx::query(
+                    "UPDATE messages SET text = $1, status = 'complete', error = NULL, rev = $2, \
+                     updated_at = $3 WHERE id = $4",
+                )
+                .bind(text)
+                .bind(rev)
+                .bind(now)
+                .bind(&out.message_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE outbox SET lease_id = $1, state = 'complete', updated_at = $2 \
+                     WHERE inbox_id = $3",
+                )
+                .bind(lease_id)
+                .bind(now)
+                .bind(&lease.message_id)
+                .execute(&mut *tx)
+                .await?;
+                out.message_id
+            }
+        };
+        sqlx::query(
+            "UPDATE inbox SET state = 'done', leased_until = NULL, updated_at = $1 \
+             WHERE message_id = $2",
+        )
+        .bind(now)
+        .bind(&lease.message_id)
+        .execute(&mut *tx)
+        .await?;
+        let rev = next_rev(&mut tx, &lease.session_id, false, now).await?;
+        set_message_status(&mut tx, &lease.message_id, "answered", rev, now).await?;
+        let message = message_in_tx(&mut tx, &message_id).await?;
+        tx.commit().await?;
+        Ok(LeaseWrite {
+            session_id: lease.session_id,
+            value: message,
+        })
+    }
+
+    /// The agent could not answer. With `retry` and attempts left, the item is offered again after
+    /// a back-off (and any partial reply is cleared); otherwise it is dead-lettered now.
+    pub async fn fail(
+        &self,
+        lease_id: &str,
+        connector: &ConnectorRow,
+        error: &str,
+        retry: bool,
+        now: i64,
+    ) -> Result<LeaseWrite<FailOutcome>> {
+        let mut tx = self.begin().await?;
+        let lease = self.lease_for_write(&mut tx, lease_id, connector).await?;
+        require_leased(&lease)?;
+        let attempts = u32::try_from(lease.attempts).unwrap_or(u32::MAX);
+        let outcome = if retry && lease.attempts < i64::from(self.max_attempts) {
+            let retry_at = now + retry_delay_ms(lease.attempts);
+            sqlx::query(
+                "UPDATE inbox SET state = 'queued', lease_id = NULL, leased_until = NULL, \
+                 not_before = $1, last_error = $2, updated_at = $3 WHERE message_id = $4",
+            )
+            .bind(retry_at)
+            .bind(error)
+            .bind(now)
+            .bind(&lease.message_id)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(out) = outbox_row(&mut tx, &lease.message_id).await?
+                && out.state == "streaming"
+            {
+                let rev = next_rev(&mut tx, &lease.session_id, false, now).await?;
+                sqlx::query(
+                    "UPDATE messages SET text = '', rev = $1, updated_at = $2 WHERE id = $3",
+                )
+                .bind(rev)
+                .bind(now)
+                .bind(&out.message_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            FailOutcome {
+                state: "queued".into(),
+                attempts,
+                retry_at: Some(time_from_millis(retry_at)),
+            }
+        } else {
+            dead_letter(&mut tx, &lease.message_id, &lease.session_id, error, now).await?;
+            FailOutcome {
+                state: "dead".into(),
+                attempts,
+                retry_at: None,
+            }
+        };
+        tx.commit().await?;
+        Ok(LeaseWrite {
+            session_id: lease.session_id,
+            value: outcome,
+        })
+    }
+
+    /// Dead-letters items whose lease ran out on their last attempt, so their visitors see the
+    /// failure even when no connector claims again. Returns the sessions touched.
+    pub async fn reap_expired(&self, now: i64) -> Result<Vec<String>> {
+        let expired: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT message_id, session_id, attempts FROM inbox \
+             WHERE state = 'leased' AND leased_until <= $1 AND attempts >= $2 LIMIT 100",
+        )
+        .bind(now)
+        .bind(i64::from(self.max_attempts))
+        .fetch_all(&self.read)
+        .await?;
+        let mut touched = Vec::new();
+        for (message_id, session_id, attempts) in expired {
+            let mut tx = self.begin().await?;
+            // Re-check under the write lock: a late reply may have finished it meanwhile.
+            let still: Option<String> = sqlx::query_scalar(
+                "SELECT message_id FROM inbox WHERE message_id = $1 AND state = 'leased' \
+                 AND leased_until <= $2",
+            )
+            .bind(&message_id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if still.is_none() {
+                continue;
+            }
+            let error = format!(
+                "lease expired on attempt {attempts} of {}",
+                self.max_attempts
+            );
+            dead_letter(&mut tx, &message_id, &session_id, &error, now).await?;
+            tx.commit().await?;
+            touched.push(session_id);
+        }
+        Ok(touched)
+    }
+
+    /// Dead-lettered items, most recent first.
+    pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            message_id: String,
+            session_id: String,
+            slug: String,
+            attempts: i64,
+            last_error: Option<String>,
+            updated_at: i64,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT i.message_id, i.session_id, f.slug, i.attempts, i.last_error, i.updated_at \
+             FROM inbox i JOIN interfaces f ON f.id = i.interface_id WHERE i.state = 'dead' \
+             ORDER BY i.updated_at DESC LIMIT $1",
+        )
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.read)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let message: MessageRow = sqlx::query_as(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages m WHERE m.id = $1"
+            ))
+            .bind(&row.message_id)
+            .fetch_one(&self.read)
+            .await?;
+            out.push(DeadLetter {
+                message: message.into_message(),
+                session_id: row.session_id,
+                interface: row.slug,
+                attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+                last_error: row.last_error,
+                dead_at: time_from_millis(row.updated_at),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn require_leased(lease: &LeaseState) -> Result<()> {
+    match lease.state.as_str() {
+        "leased" => Ok(()),
+        "done" => Err(StoreError::ItemFinished("answered")),
+        "dead" => Err(StoreError::ItemFinished("dead-lettered")),
+        // Queued again after `fail`: the lease was given up.
+        _ => Err(StoreError::LeaseSuperseded),
+    }
+}
+
+async fn outbox_row(tx: &mut Tx, inbox_id: &str) -> Result<Option<OutboxRow>> {
+    Ok(
+        sqlx::query_as("SELECT message_id, lease_id, state FROM outbox WHERE inbox_id = $1")
+            .bind(inbox_id)
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
+}
+
+/// The assistant message answering an inbox item, about to be created.
+struct NewReply<'a> {
+    session_id: &'a str,
+    inbox_id: &'a str,
+    lease_id: &'a str,
+    text: &'a str,
+    /// `streaming`, `complete` or `failed`; the outbox row takes the same state.
+    status: &'a str,
+    error: Option<&'a str>,
+}
+
+/// Creates the assistant message answering an inbox item, and its outbox row.
+async fn insert_reply(tx: &mut Tx, reply: NewReply<'_>, now: i64) -> Result<String> {
+    let rev = next_rev(tx, reply.session_id, true, now).await?;
+    let id = new_id("msg");
+    sqlx::query(
+        "INSERT INTO messages (id, session_id, seq, rev, role, text, status, reply_to, error, \
+         created_at, updated_at) VALUES ($1, $2, $3, $3, 'assistant', $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(&id)
+    .bind(reply.session_id)
+    .bind(rev)
+    .bind(reply.text)
+    .bind(reply.status)
+    .bind(reply.inbox_id)
+    .bind(reply.error)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO outbox (inbox_id, message_id, lease_id, state, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(reply.inbox_id)
+    .bind(&id)
+    .bind(reply.lease_id)
+    .bind(reply.status)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+async fn set_message_status(
+    tx: &mut Tx,
+    message_id: &str,
+    status: &str,
+    rev: i64,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE messages SET status = $1, rev = $2, updated_at = $3 WHERE id = $4")
+        .bind(status)
+        .bind(rev)
+        .bind(now)
+        .bind(message_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Gives up on an item: marks it dead, the visitor's message failed, and the reply (partial or
+/// newly created) failed with a clear explanation.
+async fn dead_letter(
+    tx: &mut Tx,
+    message_id: &str,
+    session_id: &str,
+    error: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE inbox SET state = 'dead', leased_until = NULL, last_error = $1, updated_at = $2 \
+         WHERE message_id = $3",
+    )
+    .bind(error)
+    .bind(now)
+    .bind(message_id)
+    .execute(&mut **tx)
+    .await?;
+    let rev = next_rev(tx, session_id, false, now).await?;
+    set_message_status(tx, message_id, "failed", rev, now).await?;
+    match outbox_row(tx, message_id).await? {
+        Some(out) => {
+            let rev = next_rev(tx, session_id, false, now).await?;
+            sqlx::query(
+                "UPDATE messages SET status = 'failed', error = $1, rev = $2, updated_at = $3 \
+                 WHERE id = $4",
+            )
+            .bind(FAILED_REPLY_TEXT)
+            .bind(rev)
+            .bind(now)
+            .bind(&out.message_id)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("UPDATE outbox SET state = 'failed', updated_at = $1 WHERE inbox_id = $2")
+                .bind(now)
+                .bind(message_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        None => {
+            let lease_id: Option<String> =
+                sqlx::query_scalar("SELECT lease_id FROM inbox WHERE message_id = $1")
+                    .bind(message_id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            let reply = NewReply {
+                session_id,
+                inbox_id: message_id,
+                lease_id: lease_id.as_deref().unwrap_or(""),
+                text: "",
+                status: "failed",
+                error: Some(FAILED_REPLY_TEXT),
+            };
+            insert_reply(tx, reply, now).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_back_off_doubles_from_one_second_up_to_a_minute() {
+        assert_eq!(retry_delay_ms(1), 1_000);
+        assert_eq!(retry_delay_ms(2), 2_000);
+        assert_eq!(retry_delay_ms(3), 4_000);
+        assert_eq!(retry_delay_ms(7), 60_000);
+        assert_eq!(retry_delay_ms(100), 60_000);
+    }
+}

@@ -1,0 +1,329 @@
+//! Sessions (one visitor conversation each), their tokens, and the message log visitors read.
+
+use airlock_shared::admin::SessionSummary;
+use airlock_shared::{Message, time_from_millis};
+
+use super::{
+    MessageRow, Result, Store, StoreError, is_unique_violation, message_columns, message_in_tx,
+    next_rev,
+};
+use crate::tokens::new_id;
+
+/// What opening a session stores (tokens already hashed by the caller).
+#[derive(Debug, Clone, Default)]
+pub struct NewSession {
+    pub interface_id: String,
+    pub token_hash: String,
+    pub resume_hash: String,
+    pub page_url: Option<String>,
+    pub page_title: Option<String>,
+    pub referrer: Option<String>,
+    pub locale: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// One row of `sessions`, joined with its interface's slug.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: String,
+    pub interface_id: String,
+    pub interface_slug: String,
+    pub visitor_id: String,
+    pub page_url: Option<String>,
+    pub page_title: Option<String>,
+    pub referrer: Option<String>,
+    pub locale: Option<String>,
+    pub status: String,
+    pub last_seq: i64,
+    pub message_count: i64,
+    pub created_at: i64,
+    pub last_activity_at: i64,
+}
+
+impl SessionRow {
+    pub fn to_summary(&self) -> SessionSummary {
+        SessionSummary {
+            id: self.id.clone(),
+            interface: self.interface_slug.clone(),
+            visitor_id: self.visitor_id.clone(),
+            status: self.status.clone(),
+            message_count: self.message_count,
+            page_url: self.page_url.clone(),
+            referrer: self.referrer.clone(),
+            created_at: time_from_millis(self.created_at),
+            last_activity_at: time_from_millis(self.last_activity_at),
+        }
+    }
+}
+
+/// `SELECT` of a session row with its interface slug, in [`SessionRow`] order.
+macro_rules! select_sessions {
+    () => {
+        "SELECT s.id, s.interface_id, i.slug AS interface_slug, s.visitor_id, s.page_url, \
+         s.page_title, s.referrer, s.locale, s.status, s.last_seq, s.message_count, \
+         s.created_at, s.last_activity_at FROM sessions s JOIN interfaces i ON i.id = s.interface_id"
+    };
+}
+
+/// The result of a send: the stored message, and whether this call stored it.
+#[derive(Debug, Clone)]
+pub struct SendOutcome {
+    pub message: Message,
+    /// False when the same `client_id` had already been sent (the earlier message is returned).
+    pub created: bool,
+}
+
+/// Filters for the admin session list.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub interface_slug: Option<String>,
+    pub status: Option<String>,
+    /// Keyset cursor from a previous page: `(last_activity_at, id)` of its last row.
+    pub before: Option<(i64, String)>,
+    pub limit: u32,
+}
+
+impl Store {
+    /// Opens a session and its first session token.
+    pub async fn create_session(&self, new: &NewSession, now: i64) -> Result<SessionRow> {
+        let id = new_id("ses");
+        let visitor_id = new_id("vis");
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, interface_id, visitor_id, resume_hash, page_url, page_title, \
+             referrer, locale, ip, user_agent, created_at, last_activity_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+        )
+        .bind(&id)
+        .bind(&new.interface_id)
+        .bind(&visitor_id)
+        .bind(&new.resume_hash)
+        .bind(&new.page_url)
+        .bind(&new.page_title)
+        .bind(&new.referrer)
+        .bind(&new.locale)
+        .bind(&new.ip)
+        .bind(&new.user_agent)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO session_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(&new.token_hash)
+        .bind(&id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let row: SessionRow = sqlx::query_as(concat!(select_sessions!(), " WHERE s.id = $1"))
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// The active session of `interface_id` whose resume token hashes to `resume_hash`; on a
+    /// match a new session token (hash) is added, so several tabs can share the session.
+    pub async fn resume_session(
+        &self,
+        interface_id: &str,
+        resume_hash: &str,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<SessionRow>> {
+        let mut tx = self.begin().await?;
+        let row: Option<SessionRow> = sqlx::query_as(concat!(
+            select_sessions!(),
+            " WHERE s.resume_hash = $1 AND s.interface_id = $2 AND s.status = 'active'"
+        ))
+        .bind(resume_hash)
+        .bind(interface_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO session_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(token_hash)
+        .bind(&row.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    /// The session a session token (hash) belongs to.
+    pub async fn session_for_token(&self, token_hash: &str) -> Result<Option<SessionRow>> {
+        Ok(sqlx::query_as(concat!(
+            select_sessions!(),
+            " JOIN session_tokens t ON t.session_id = s.id WHERE t.token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
+    /// One session by id.
+    pub async fn session(&self, id: &str) -> Result<Option<SessionRow>> {
+        Ok(
+            sqlx::query_as(concat!(select_sessions!(), " WHERE s.id = $1"))
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?,
+        )
+    }
+
+    /// Sessions, most recently active first, filtered and paged by keyset.
+    pub async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRow>> {
+        let (before_at, before_id) = filter.before.clone().unwrap_or((i64::MAX, String::new()));
+        Ok(sqlx::query_as(concat!(
+            select_sessions!(),
+            " WHERE ($1 = '' OR i.slug = $1) AND ($2 = '' OR s.status = $2) \
+              AND (s.last_activity_at < $3 OR (s.last_activity_at = $3 AND ($4 = '' OR s.id < $4))) \
+              ORDER BY s.last_activity_at DESC, s.id DESC LIMIT $5"
+        ))
+        .bind(filter.interface_slug.clone().unwrap_or_default())
+        .bind(filter.status.clone().unwrap_or_default())
+        .bind(before_at)
+        .bind(before_id)
+        .bind(i64::from(filter.limit.max(1)))
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// Stores a visitor message and its inbox item in one transaction, idempotently by
+    /// `client_id`: the same `client_id` with the same text returns the stored message; with
+    /// different text it is [`StoreError::ClientIdReused`]. Returns only after commit.
+    pub async fn send_user_message(
+        &self,
+        session_id: &str,
+        client_id: &str,
+        text: &str,
+        context: Option<&serde_json::Value>,
+        now: i64,
+    ) -> Result<SendOutcome> {
+        // Two racing sends of one client_id on PostgreSQL: the loser's insert hits the unique
+        // index; on the second pass it finds the winner's message.
+        for _ in 0..2 {
+            match self
+                .try_send_user_message(session_id, client_id, text, context, now)
+                .await
+            {
+                Err(StoreError::Database(err)) if is_unique_violation(&err) => continue,
+                other => return other,
+            }
+        }
+        self.try_send_user_message(session_id, client_id, text, context, now)
+            .await
+    }
+
+    async fn try_send_user_message(
+        &self,
+        session_id: &str,
+        client_id: &str,
+        text: &str,
+        context: Option<&serde_json::Value>,
+        now: i64,
+    ) -> Result<SendOutcome> {
+        let mut tx = self.begin().await?;
+        let existing: Option<MessageRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m WHERE m.session_id = $1 AND m.client_id = $2"
+        ))
+        .bind(session_id)
+        .bind(client_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(existing) = existing {
+            return if existing.text == text {
+                Ok(SendOutcome {
+                    message: existing.into_message(),
+                    created: false,
+                })
+            } else {
+                Err(StoreError::ClientIdReused)
+            };
+        }
+        let session: Option<(String, String)> =
+            sqlx::query_as("SELECT status, interface_id FROM sessions WHERE id = $1")
+                .bind(session_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (status, interface_id) = session.ok_or(StoreError::NotFound("session"))?;
+        if status != "active" {
+            return Err(StoreError::SessionClosed(status));
+        }
+        let rev = next_rev(&mut tx, session_id, true, now).await?;
+        let id = new_id("msg");
+        let context = context.map(|c| c.to_string());
+        sqlx::query(
+            "INSERT INTO messages (id, session_id, seq, rev, role, text, status, client_id, context, \
+             created_at, updated_at) VALUES ($1, $2, $3, $3, 'user', $4, 'queued', $5, $6, $7, $7)",
+        )
+        .bind(&id)
+        .bind(session_id)
+        .bind(rev)
+        .bind(text)
+        .bind(client_id)
+        .bind(context)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO inbox (message_id, session_id, interface_id, seq, state, attempts, \
+             not_before, created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $5, $5)",
+        )
+        .bind(&id)
+        .bind(session_id)
+        .bind(&interface_id)
+        .bind(rev)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let message = message_in_tx(&mut tx, &id).await?;
+        tx.commit().await?;
+        Ok(SendOutcome {
+            message,
+            created: true,
+        })
+    }
+
+    /// Messages of a session whose latest version is newer than `after`, in change order.
+    pub async fn messages_after(
+        &self,
+        session_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m WHERE m.session_id = $1 AND m.rev > $2 ORDER BY m.rev LIMIT $3"
+        ))
+        .bind(session_id)
+        .bind(after)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(MessageRow::into_message).collect())
+    }
+
+    /// The whole transcript of a session, in order.
+    pub async fn transcript(&self, session_id: &str) -> Result<Vec<Message>> {
+        let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m WHERE m.session_id = $1 ORDER BY m.seq"
+        ))
+        .bind(session_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(MessageRow::into_message).collect())
+    }
+}
