@@ -29,6 +29,9 @@ pub const FAILED_REPLY_TEXT: &str = "The agent could not answer this message. Pl
 const RETRY_BASE_MS: i64 = 1_000;
 const RETRY_CAP_MS: i64 = 60_000;
 
+/// Candidate look-ups one claim makes at most (each after dead-lettering some heads).
+const MAX_CLAIM_ROUNDS: usize = 8;
+
 /// The result of one claim transaction.
 #[derive(Debug, Default)]
 pub struct ClaimOutcome {
@@ -79,6 +82,31 @@ fn retry_delay_ms(attempts: i64) -> i64 {
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
+/// Claimable items: queued and due, or leased with the lease run out; only the oldest unfinished
+/// item of each session (per-session FIFO); only interfaces the connector may serve.
+macro_rules! claim_candidates {
+    () => {
+        "SELECT i.message_id, i.session_id, i.state, i.attempts FROM inbox i \
+         WHERE i.state IN ('queued', 'leased') \
+           AND ((i.state = 'queued' AND i.not_before <= $1) \
+                OR (i.state = 'leased' AND i.leased_until <= $1)) \
+           AND NOT EXISTS (SELECT 1 FROM inbox p WHERE p.session_id = i.session_id \
+                AND p.state IN ('queued', 'leased') AND p.seq < i.seq) \
+           AND ($2 = 1 OR i.interface_id IN \
+                (SELECT s.interface_id FROM connector_scopes s WHERE s.connector_id = $3)) \
+         ORDER BY i.created_at, i.seq LIMIT $4"
+    };
+}
+
+/// A lease joined with the current state of its item, in [`LeaseState`] order.
+macro_rules! select_lease {
+    () => {
+        "SELECT l.message_id, i.session_id, l.connector_id, i.state, \
+         i.lease_id AS current_lease, i.attempts FROM leases l \
+         JOIN inbox i ON i.message_id = l.message_id WHERE l.lease_id = $1"
+    };
+}
+
 impl Store {
     /// Leases up to `max` items to `connector` for `lease_ms`, oldest first, at most one per
     /// session. Items whose lease ran out with no attempts left are dead-lettered instead.
@@ -90,99 +118,63 @@ impl Store {
         history: u32,
         now: i64,
     ) -> Result<ClaimOutcome> {
-        const CANDIDATES: &str = "SELECT i.message_id, i.session_id, i.state, i.attempts FROM inbox i \
-             WHERE i.state IN ('queued', 'leased') \
-               AND ((i.state = 'queued' AND i.not_before <= $1) \
-                    OR (i.state = 'leased' AND i.leased_until <= $1)) \
-               AND NOT EXISTS (SELECT 1 FROM inbox p WHERE p.session_id = i.session_id \
-                    AND p.state IN ('queued', 'leased') AND p.seq < i.seq) \
-               AND ($2 = 1 OR i.interface_id IN \
-                    (SELECT s.interface_id FROM connector_scopes s WHERE s.connector_id = $3)) \
-             ORDER BY i.created_at, i.seq LIMIT $4";
-        // Several bridges on one PostgreSQL: each candidate row is taken by one claimer only.
-        const CANDIDATES_PG: &str = "SELECT i.message_id, i.session_id, i.state, i.attempts FROM inbox i \
-             WHERE i.state IN ('queued', 'leased') \
-               AND ((i.state = 'queued' AND i.not_before <= $1) \
-                    OR (i.state = 'leased' AND i.leased_until <= $1)) \
-               AND NOT EXISTS (SELECT 1 FROM inbox p WHERE p.session_id = i.session_id \
-                    AND p.state IN ('queued', 'leased') AND p.seq < i.seq) \
-               AND ($2 = 1 OR i.interface_id IN \
-                    (SELECT s.interface_id FROM connector_scopes s WHERE s.connector_id = $3)) \
-             ORDER BY i.created_at, i.seq LIMIT $4 FOR UPDATE OF i SKIP LOCKED";
-
         let mut outcome = ClaimOutcome::default();
         if max == 0 {
             return Ok(outcome);
         }
         let mut tx = self.begin().await?;
         let sql = match self.backend {
-            Backend::Sqlite => CANDIDATES,
-            Backend::Postgres => CANDIDATES_PG,
+            Backend::Sqlite => claim_candidates!(),
+            // Several bridges on one PostgreSQL: each candidate row goes to one claimer only.
+            Backend::Postgres => concat!(claim_candidates!(), " FOR UPDATE OF i SKIP LOCKED"),
         };
-        let candidates: Vec<Candidate> = sqlx::query_as(sql)
-            .bind(now)
-            .bind(i64::from(connector.all_interfaces))
-            .bind(&connector.id)
-            .bind(i64::from(max))
-            .fetch_all(&mut *tx)
-            .await?;
-
+        // Dead-lettering a session's head makes its next item claimable: look again, a bounded
+        // number of times, until nothing more was dead-lettered or the batch is full.
         let mut leased = Vec::new();
-        for candidate in candidates {
-            if candidate.state == "leased" && candidate.attempts >= i64::from(self.max_attempts) {
-                let error = format!(
-                    "lease expired on attempt {} of {}",
-                    candidate.attempts, self.max_attempts
-                );
-                dead_letter(
-                    &mut tx,
-                    &candidate.message_id,
-                    &candidate.session_id,
-                    &error,
-                    now,
-                )
+        for _ in 0..MAX_CLAIM_ROUNDS {
+            let wanted = i64::from(max) - leased.len() as i64;
+            if wanted <= 0 {
+                break;
+            }
+            let candidates: Vec<Candidate> = sqlx::query_as(sql)
+                .bind(now)
+                .bind(i64::from(connector.all_interfaces))
+                .bind(&connector.id)
+                .bind(wanted)
+                .fetch_all(&mut *tx)
                 .await?;
-                outcome.touched_sessions.push(candidate.session_id);
-                continue;
+            let mut dead_lettered = false;
+            for candidate in candidates {
+                if candidate.state == "leased" && candidate.attempts >= i64::from(self.max_attempts)
+                {
+                    let error = format!(
+                        "lease expired on attempt {} of {}",
+                        candidate.attempts, self.max_attempts
+                    );
+                    dead_letter(
+                        &mut tx,
+                        &candidate.message_id,
+                        &candidate.session_id,
+                        &error,
+                        now,
+                    )
+                    .await?;
+                    outcome.touched_sessions.push(candidate.session_id);
+                    dead_lettered = true;
+                    continue;
+                }
+                if let Some(lease) =
+                    lease_item(&mut tx, connector, &candidate, lease_ms, now).await?
+                {
+                    if candidate.attempts == 0 {
+                        outcome.touched_sessions.push(candidate.session_id.clone());
+                    }
+                    leased.push(lease);
+                }
             }
-            let lease_id = new_id("lse");
-            let attempt = candidate.attempts + 1;
-            let leased_until = now + lease_ms;
-            let done = sqlx::query(
-                "UPDATE inbox SET state = 'leased', lease_id = $1, leased_until = $2, \
-                 leased_by = $3, attempts = $4, updated_at = $5 \
-                 WHERE message_id = $6 AND state = $7 AND attempts = $8",
-            )
-            .bind(&lease_id)
-            .bind(leased_until)
-            .bind(&connector.id)
-            .bind(attempt)
-            .bind(now)
-            .bind(&candidate.message_id)
-            .bind(&candidate.state)
-            .bind(candidate.attempts)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                continue;
+            if !dead_lettered {
+                break;
             }
-            sqlx::query(
-                "INSERT INTO leases (lease_id, message_id, connector_id, attempt, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&lease_id)
-            .bind(&candidate.message_id)
-            .bind(&connector.id)
-            .bind(attempt)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if candidate.attempts == 0 {
-                let rev = next_rev(&mut tx, &candidate.session_id, false, now).await?;
-                set_message_status(&mut tx, &candidate.message_id, "processing", rev, now).await?;
-                outcome.touched_sessions.push(candidate.session_id.clone());
-            }
-            leased.push((lease_id, candidate.message_id, attempt, leased_until));
         }
         tx.commit().await?;
 
@@ -280,15 +272,10 @@ impl Store {
         lease_id: &str,
         connector: &ConnectorRow,
     ) -> Result<LeaseState> {
-        const LEASE: &str = "SELECT l.message_id, i.session_id, l.connector_id, i.state, \
-             i.lease_id AS current_lease, i.attempts FROM leases l \
-             JOIN inbox i ON i.message_id = l.message_id WHERE l.lease_id = $1";
-        const LEASE_PG: &str = "SELECT l.message_id, i.session_id, l.connector_id, i.state, \
-             i.lease_id AS current_lease, i.attempts FROM leases l \
-             JOIN inbox i ON i.message_id = l.message_id WHERE l.lease_id = $1 FOR UPDATE OF i";
         let sql = match self.backend {
-            Backend::Sqlite => LEASE,
-            Backend::Postgres => LEASE_PG,
+            Backend::Sqlite => select_lease!(),
+            // Serialises with a concurrent claim or reply of the same item on another replica.
+            Backend::Postgres => concat!(select_lease!(), " FOR UPDATE OF i"),
         };
         let lease: Option<LeaseState> = sqlx::query_as(sql)
             .bind(lease_id)
@@ -610,6 +597,60 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Leases one candidate to `connector`. Returns `(lease_id, message_id, attempt, leased_until)`,
+/// or `None` when the item changed since it was selected.
+async fn lease_item(
+    tx: &mut Tx,
+    connector: &ConnectorRow,
+    candidate: &Candidate,
+    lease_ms: i64,
+    now: i64,
+) -> Result<Option<(String, String, i64, i64)>> {
+    let lease_id = new_id("lse");
+    let attempt = candidate.attempts + 1;
+    let leased_until = now + lease_ms;
+    let done = sqlx::query(
+        "UPDATE inbox SET state = 'leased', lease_id = $1, leased_until = $2, \
+         leased_by = $3, attempts = $4, updated_at = $5 \
+         WHERE message_id = $6 AND state = $7 AND attempts = $8",
+    )
+    .bind(&lease_id)
+    .bind(leased_until)
+    .bind(&connector.id)
+    .bind(attempt)
+    .bind(now)
+    .bind(&candidate.message_id)
+    .bind(&candidate.state)
+    .bind(candidate.attempts)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    sqlx::query(
+        "INSERT INTO leases (lease_id, message_id, connector_id, attempt, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&lease_id)
+    .bind(&candidate.message_id)
+    .bind(&connector.id)
+    .bind(attempt)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if candidate.attempts == 0 {
+        // First delivery: the visitor's message is now with the agent.
+        let rev = next_rev(tx, &candidate.session_id, false, now).await?;
+        set_message_status(tx, &candidate.message_id, "processing", rev, now).await?;
+    }
+    Ok(Some((
+        lease_id,
+        candidate.message_id.clone(),
+        attempt,
+        leased_until,
+    )))
 }
 
 fn require_leased(lease: &LeaseState) -> Result<()> {
