@@ -1,0 +1,807 @@
+//! HTTP integration tests: a real bridge on port 0 with a fresh database per test, driven over
+//! HTTP as a visitor's browser and a connector would.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use airlock_bridge::store::StoreOptions;
+use airlock_bridge::testing::TestBridge;
+use airlock_shared::connector::{ClaimResponse, ReplyState};
+use airlock_shared::visitor::{MessageList, SessionCreated};
+use airlock_shared::{Message, MessageStatus, Role};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// A visitor with an open session.
+struct Visitor {
+    http: reqwest::Client,
+    base: String,
+    session: SessionCreated,
+}
+
+impl Visitor {
+    async fn open(bridge_url: &str, slug: &str) -> Visitor {
+        let http = http();
+        let response = http
+            .post(format!("{bridge_url}/api/v1/interfaces/{slug}/sessions"))
+            .json(&json!({"page_url": "https://shop.example/pricing"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        Visitor {
+            http,
+            base: bridge_url.to_string(),
+            session: response.json().await.unwrap(),
+        }
+    }
+
+    fn url(&self, tail: &str) -> String {
+        format!(
+            "{}/api/v1/sessions/{}/{tail}",
+            self.base, self.session.session_id
+        )
+    }
+
+    async fn send(&self, client_id: &str, text: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("messages"))
+            .bearer_auth(&self.session.session_token)
+            .json(&json!({"client_id": client_id, "text": text}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn poll(&self, after: i64, wait: u64) -> MessageList {
+        let response = self
+            .http
+            .get(self.url(&format!("messages?after={after}&wait={wait}")))
+            .bearer_auth(&self.session.session_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// Follows the long-poll until `done` holds for a message, returning every version seen.
+    async fn follow_until(&self, done: impl Fn(&Message) -> bool) -> Vec<Message> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut cursor = self.session.cursor;
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            let page = self.poll(cursor, 10).await;
+            cursor = page.cursor;
+            for m in page.messages {
+                let finished = done(&m);
+                seen.push(m);
+                if finished {
+                    return seen;
+                }
+            }
+        }
+        panic!("condition not met in time; saw {seen:#?}");
+    }
+}
+
+/// A connector talking raw HTTP.
+struct Connector {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Connector {
+    async fn new(bridge: &TestBridge, name: &str) -> Connector {
+        Connector {
+            http: http(),
+            base: bridge.url.clone(),
+            key: bridge.connector_key(name).await,
+        }
+    }
+
+    async fn call(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/v1/connector/{path}", self.base))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn claim(&self, wait: u64) -> ClaimResponse {
+        let response = self
+            .call("claim", json!({"max": 5, "wait": wait, "lease_secs": 30}))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+}
+
+async fn full_relay_reaches_a_waiting_long_poll(bridge: TestBridge) {
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    let connector = Connector::new(&bridge, "echo").await;
+
+    // The connector is already waiting when the message arrives.
+    let claim = tokio::spawn(async move {
+        let started = Instant::now();
+        let items = connector.claim(20).await.items;
+        (connector, items, started.elapsed())
+    });
+    // The visitor is waiting for the reply too.
+    let follower = {
+        let visitor = Visitor {
+            http: visitor.http.clone(),
+            base: visitor.base.clone(),
+            session: visitor.session.clone(),
+        };
+        tokio::spawn(async move {
+            visitor
+                .follow_until(|m| m.role == Role::Assistant && m.status == MessageStatus::Complete)
+                .await
+        })
+    };
+    let sent = visitor.send("c-1", "hello there").await;
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let sent: Value = sent.json().await.unwrap();
+
+    let (connector, items, waited) = claim.await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert!(
+        waited < Duration::from_secs(15),
+        "claim should wake at once"
+    );
+    let item = &items[0];
+    assert_eq!(item.message.text, "hello there");
+    assert_eq!(item.message.id, sent["message"]["id"]);
+    assert_eq!(
+        item.session.page_url.as_deref(),
+        Some("https://shop.example/pricing")
+    );
+
+    let reply = connector
+        .call(
+            &format!("leases/{}/reply", item.lease_id),
+            json!({"text": "hello there"}),
+        )
+        .await;
+    assert_eq!(reply.status(), StatusCode::OK);
+
+    let seen = follower.await.unwrap();
+    let last = seen.last().unwrap();
+    assert_eq!(last.text, "hello there");
+    assert_eq!(last.reply_to.as_deref(), Some(item.message.id.as_str()));
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_message_is_relayed_to_a_connector_and_the_reply_reaches_a_waiting_long_poll() {
+    full_relay_reaches_a_waiting_long_poll(TestBridge::start().await).await;
+}
+
+#[tokio::test]
+async fn the_full_relay_works_on_postgres() {
+    let Some(db) = common::TestDb::postgres(StoreOptions::default()).await else {
+        return;
+    };
+    full_relay_reaches_a_waiting_long_poll(
+        TestBridge::start_on(db.store.clone(), None, None).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn deltas_are_visible_to_the_visitor_before_the_final_reply() {
+    let bridge = TestBridge::start().await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    let connector = Connector::new(&bridge, "streamer").await;
+    visitor.send("c-1", "tell me").await;
+    let item = connector.claim(5).await.items.remove(0);
+    let lease = format!("leases/{}/stream", item.lease_id);
+
+    let typing = connector.call(&lease, json!({"typing": true})).await;
+    assert_eq!(typing.status(), StatusCode::OK);
+    let mut cursor = visitor.session.cursor;
+    let mut partials = Vec::new();
+    for delta in ["Once ", "upon ", "a time"] {
+        let streamed: ReplyState = connector
+            .call(&lease, json!({"text_delta": delta}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(streamed.message.status, MessageStatus::Streaming);
+        // The visitor's long-poll shows the grown reply before any final reply exists.
+        let page = visitor.poll(cursor, 5).await;
+        cursor = page.cursor;
+        let reply = page
+            .messages
+            .iter()
+            .find(|m| m.role == Role::Assistant)
+            .expect("the streaming reply is visible");
+        assert_eq!(reply.status, MessageStatus::Streaming);
+        partials.push(reply.text.clone());
+    }
+    assert_eq!(partials, ["Once ", "Once upon ", "Once upon a time"]);
+
+    connector
+        .call(
+            &format!("leases/{}/reply", item.lease_id),
+            json!({"text": "Once upon a time."}),
+        )
+        .await;
+    let page = visitor.poll(cursor, 5).await;
+    let reply = page
+        .messages
+        .iter()
+        .find(|m| m.role == Role::Assistant)
+        .unwrap();
+    assert_eq!(reply.status, MessageStatus::Complete);
+    assert_eq!(reply.text, "Once upon a time.");
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_crashed_connectors_item_is_redelivered_to_another_connector() {
+    let bridge = TestBridge::start_with_manual_clock().await;
+    let clock = bridge.clock.clone().unwrap();
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    let crashed = Connector::new(&bridge, "crashes").await;
+    let healthy = Connector::new(&bridge, "healthy").await;
+    visitor.send("c-1", "are you there?").await;
+
+    let first = crashed.claim(5).await.items.remove(0);
+    crashed
+        .call(
+            &format!("leases/{}/stream", first.lease_id),
+            json!({"text_delta": "I am half-way thr"}),
+        )
+        .await;
+    // The first connector dies here. Before its lease runs out nobody else gets the item…
+    assert!(healthy.claim(0).await.items.is_empty());
+    // …after it, the other connector does, as attempt 2 under a new lease.
+    clock.advance_ms(31_000);
+    let second = healthy.claim(5).await.items.remove(0);
+    assert_eq!(second.message.id, first.message.id);
+    assert_eq!(second.attempt, 2);
+    assert_ne!(second.lease_id, first.lease_id);
+
+    // A zombie write from the crashed connector is fenced off.
+    let stale = crashed
+        .call(
+            &format!("leases/{}/reply", first.lease_id),
+            json!({"text": "stale"}),
+        )
+        .await;
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+    let stale: Value = stale.json().await.unwrap();
+    assert_eq!(stale["error"]["code"], "lease_superseded");
+
+    let ok = healthy
+        .call(
+            &format!("leases/{}/reply", second.lease_id),
+            json!({"text": "Yes, I am here."}),
+        )
+        .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let all = visitor.poll(0, 0).await.messages;
+    let replies: Vec<_> = all.iter().filter(|m| m.role == Role::Assistant).collect();
+    assert_eq!(replies.len(), 1, "exactly one visible reply");
+    assert_eq!(replies[0].text, "Yes, I am here.");
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_same_client_id_twice_stores_one_message() {
+    let bridge = TestBridge::start().await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    let first = visitor.send("retry-me", "hi").await;
+    let second = visitor.send("retry-me", "hi").await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    assert_eq!(second.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(first["message"]["id"], second["message"]["id"]);
+    let other_text = visitor.send("retry-me", "different").await;
+    assert_eq!(other_text.status(), StatusCode::CONFLICT);
+    assert_eq!(visitor.poll(0, 0).await.messages.len(), 1);
+    bridge.shutdown().await;
+}
+
+/// Asserts a response is the JSON error envelope with this status and code.
+async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) {
+    assert_eq!(response.status(), status, "for code {code}");
+    let body: Value = response.json().await.expect("a JSON body");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let bridge = TestBridge::start().await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    let other = Visitor::open(&bridge.url, "demo").await;
+    let connector = Connector::new(&bridge, "agent").await;
+    let http = http();
+    let messages = visitor.url("messages");
+    let token = visitor.session.session_token.clone();
+
+    let post = |body: &'static str| {
+        http.post(&messages)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_error(
+        post("{\"client_id\": \"a\", ").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+    )
+    .await;
+    assert_error(
+        post("{\"text\": \"hi\"}").await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await;
+    assert_error(
+        post("{\"client_id\": 5, \"text\": \"hi\"}").await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await;
+    assert_error(
+        post("{\"client_id\": \"a\", \"text\": \"  \"}")
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_text",
+    )
+    .await;
+    assert_error(
+        post("{\"client_id\": \"has space\", \"text\": \"hi\"}")
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_client_id",
+    )
+    .await;
+
+    let oversized = visitor.send("big", &"x".repeat(10_001)).await;
+    assert_error(oversized, StatusCode::UNPROCESSABLE_ENTITY, "invalid_text").await;
+    let huge = http
+        .post(&messages)
+        .bearer_auth(&token)
+        .json(&json!({"client_id": "huge", "text": "x".repeat(200_000)}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(huge, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
+    let no_type = http
+        .post(&messages)
+        .bearer_auth(&token)
+        .body("{\"client_id\": \"a\", \"text\": \"hi\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        no_type,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+
+    // Credentials: none, wrong, and another visitor's.
+    let none = http
+        .post(&messages)
+        .json(&json!({"client_id": "a", "text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(none, StatusCode::UNAUTHORIZED, "missing_token").await;
+    let wrong = http
+        .post(&messages)
+        .bearer_auth("alk_s_not-a-real-token")
+        .json(&json!({"client_id": "a", "text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(wrong, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let someone_elses = http
+        .get(format!("{}?after=0", messages))
+        .bearer_auth(&other.session.session_token)
+        .send()
+        .await
+        .unwrap();
+    assert_error(someone_elses, StatusCode::NOT_FOUND, "session_not_found").await;
+    let unknown_session = http
+        .post(format!("{}/api/v1/sessions/ses_nope/messages", bridge.url))
+        .bearer_auth(&token)
+        .json(&json!({"client_id": "a", "text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(unknown_session, StatusCode::NOT_FOUND, "session_not_found").await;
+    let bad_cursor = http
+        .get(format!("{messages}?after=yesterday"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad_cursor, StatusCode::BAD_REQUEST, "invalid_query").await;
+    let no_interface = http
+        .post(format!("{}/api/v1/interfaces/nope/sessions", bridge.url))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(no_interface, StatusCode::NOT_FOUND, "interface_not_found").await;
+
+    // Connector input.
+    let bad_lease = connector
+        .call("claim", json!({"max": 1, "lease_secs": 0}))
+        .await;
+    assert_error(
+        bad_lease,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_lease_secs",
+    )
+    .await;
+    let bad_max = connector.call("claim", json!({"max": 0})).await;
+    assert_error(bad_max, StatusCode::UNPROCESSABLE_ENTITY, "invalid_max").await;
+    let unknown_field = connector.call("claim", json!({"maximum": 3})).await;
+    assert_error(
+        unknown_field,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await;
+    let unknown_lease = connector
+        .call("leases/lse_nope/reply", json!({"text": "hi"}))
+        .await;
+    assert_error(unknown_lease, StatusCode::NOT_FOUND, "lease_not_found").await;
+    let no_key = http
+        .post(format!("{}/api/v1/connector/claim", bridge.url))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(no_key, StatusCode::UNAUTHORIZED, "missing_key").await;
+    let visitor_token_as_key = http
+        .post(format!("{}/api/v1/connector/claim", bridge.url))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        visitor_token_as_key,
+        StatusCode::UNAUTHORIZED,
+        "invalid_key",
+    )
+    .await;
+
+    // Nothing was stored: no message for the visitor, nothing for the agent.
+    assert!(visitor.poll(0, 0).await.messages.is_empty());
+    assert!(connector.claim(0).await.items.is_empty());
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_answer_with_the_envelope() {
+    let bridge = TestBridge::start().await;
+    let http = http();
+    let missing = http
+        .get(format!("{}/api/v1/nope", bridge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_error(missing, StatusCode::NOT_FOUND, "route_not_found").await;
+    let wrong_method = http
+        .delete(format!("{}/api/v1/connector/claim", bridge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_waiting_claim_wakes_as_soon_as_a_message_arrives() {
+    let bridge = TestBridge::start().await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    let connector = Connector::new(&bridge, "waiter").await;
+    let claim = tokio::spawn(async move { connector.claim(30).await });
+    // Give the claim time to start waiting, then send and time the wake-up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent_at = Instant::now();
+    visitor.send("c-1", "wake up").await;
+    let items = claim.await.unwrap().items;
+    let woke_after = sent_at.elapsed();
+    assert_eq!(items.len(), 1);
+    assert!(
+        woke_after < Duration::from_secs(2),
+        "claim woke {woke_after:?} after the send"
+    );
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_empty_long_poll_returns_after_its_wait_with_the_same_cursor() {
+    let bridge = TestBridge::start().await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    let started = Instant::now();
+    let page = visitor.poll(visitor.session.cursor, 1).await;
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(page.messages.is_empty());
+    assert_eq!(page.cursor, visitor.session.cursor);
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_waiting_claims_and_long_polls_promptly() {
+    let bridge = TestBridge::start().await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    let connector = Connector::new(&bridge, "waiter").await;
+    let claim = tokio::spawn(async move { connector.claim(50).await });
+    let poll = tokio::spawn(async move { visitor.poll(0, 30).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    bridge.shutdown().await;
+    assert!(claim.await.unwrap().items.is_empty());
+    assert!(poll.await.unwrap().messages.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_session_keeps_its_history_and_both_tokens_work() {
+    let bridge = TestBridge::start().await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    visitor.send("c-1", "remember me").await;
+    let http = http();
+    let resumed: SessionCreated = http
+        .post(format!("{}/api/v1/interfaces/demo/sessions", bridge.url))
+        .json(&json!({"resume_token": visitor.session.resume_token}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(resumed.resumed);
+    assert_eq!(resumed.session_id, visitor.session.session_id);
+    assert_eq!(resumed.visitor_id, visitor.session.visitor_id);
+    assert_eq!(resumed.messages.len(), 1);
+    assert_eq!(resumed.messages[0].text, "remember me");
+    assert_ne!(resumed.session_token, visitor.session.session_token);
+    // The first tab keeps working.
+    assert_eq!(visitor.poll(0, 0).await.messages.len(), 1);
+
+    let fresh: SessionCreated = http
+        .post(format!("{}/api/v1/interfaces/demo/sessions", bridge.url))
+        .json(&json!({"resume_token": "alk_r_unknown"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!fresh.resumed);
+    assert_ne!(fresh.session_id, visitor.session.session_id);
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn admins_manage_interfaces_keys_and_read_transcripts() {
+    let bridge = TestBridge::start().await;
+    let http = http();
+    let admin = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{}/api/v1/admin/{path}", bridge.url))
+            .bearer_auth(&bridge.admin_key)
+    };
+
+    let anonymous = http
+        .get(format!("{}/api/v1/admin/interfaces", bridge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_error(anonymous, StatusCode::UNAUTHORIZED, "missing_key").await;
+    let wrong = http
+        .get(format!("{}/api/v1/admin/interfaces", bridge.url))
+        .bearer_auth("alk_a_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_error(wrong, StatusCode::UNAUTHORIZED, "invalid_key").await;
+
+    // A draft is invisible to visitors until published.
+    let created = admin(reqwest::Method::POST, "interfaces")
+        .json(&json!({"slug": "sales", "title": "Sales"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["status"], "draft");
+    let public = format!("{}/api/v1/interfaces/sales", bridge.url);
+    assert_eq!(
+        http.get(&public).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let published = admin(reqwest::Method::POST, "interfaces/sales/publish")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), StatusCode::OK);
+    let config: Value = http
+        .get(&public)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["title"], "Sales");
+    assert_eq!(config["agent_online"], false);
+
+    let taken = admin(reqwest::Method::POST, "interfaces")
+        .json(&json!({"slug": "sales", "title": "Again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(taken, StatusCode::CONFLICT, "slug_taken").await;
+    let reserved = admin(reqwest::Method::POST, "interfaces")
+        .json(&json!({"slug": "admin", "title": "Nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(reserved, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+
+    // A connector key is shown once, then never again; revoking it locks it out at once.
+    let key: Value = admin(reqwest::Method::POST, "connectors")
+        .json(&json!({"name": "sales-bot", "interfaces": ["sales"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = key["key"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("alk_c_"));
+    let listed = admin(reqwest::Method::GET, "connectors")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(listed.contains("sales-bot"));
+    assert!(!listed.contains(&secret), "a key is never listed");
+    let claim = |key: String| {
+        http.post(format!("{}/api/v1/connector/claim", bridge.url))
+            .bearer_auth(key)
+            .json(&json!({}))
+            .send()
+    };
+    assert_eq!(
+        claim(secret.clone()).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let config: Value = http
+        .get(&public)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["agent_online"], true);
+    let revoked = admin(
+        reqwest::Method::DELETE,
+        &format!("connectors/{}", key["id"].as_str().unwrap()),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    assert_error(
+        claim(secret).await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "invalid_key",
+    )
+    .await;
+
+    // Sessions and one transcript.
+    let visitor = Visitor::open(&bridge.url, "sales").await;
+    visitor.send("c-1", "how much is it?").await;
+    let page: Value = admin(reqwest::Method::GET, "sessions?interface=sales")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        page["sessions"][0]["id"],
+        visitor.session.session_id.as_str()
+    );
+    let transcript: Value = admin(
+        reqwest::Method::GET,
+        &format!("sessions/{}", visitor.session.session_id),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(transcript["messages"][0]["text"], "how much is it?");
+    assert_eq!(
+        transcript["session"]["page_url"],
+        "https://shop.example/pricing"
+    );
+    let missing = admin(reqwest::Method::GET, "sessions/ses_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_error(missing, StatusCode::NOT_FOUND, "session_not_found").await;
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let bridge = TestBridge::start().await;
+    let http = http();
+    let health = http
+        .get(format!("{}/healthz", bridge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = http
+        .get(format!("{}/readyz", bridge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let page = http
+        .get(format!("{}/c/demo", bridge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("/api/v1"));
+    // With the database gone, the bridge is up but not ready.
+    bridge.store.close().await;
+    let not_ready = http
+        .get(format!("{}/readyz", bridge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    bridge.shutdown().await;
+}
