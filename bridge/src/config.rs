@@ -31,7 +31,7 @@ pub struct Config {
     )]
     pub listen: SocketAddr,
 
-    /// Directory for the SQLite database (and, later, uploads).
+    /// Directory for the default SQLite database.
     #[arg(
         long,
         env = "AIRLOCK_DATA_DIR",
@@ -82,6 +82,11 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| sqlite_url(&self.data_dir))
+    }
+
+    /// The database URL with any password hidden, for printing.
+    pub fn database_url_for_display(&self) -> String {
+        crate::store::redact_url(&self.database_url())
     }
 
     pub fn uses_default_sqlite(&self) -> bool {

@@ -1,0 +1,26 @@
+# Everyday tasks. `just` is a convenience: each recipe is one plain cargo command.
+
+# List the recipes.
+default:
+    @just --list
+
+# Run the demo: bridge + connector + echo agent on SQLite in ./data; prints the URL to open.
+demo:
+    cargo run -p airlock-demo
+
+# Run the whole test suite (PostgreSQL suites skip unless AIRLOCK_TEST_POSTGRES_URL is set).
+test:
+    cargo test --workspace
+
+# Run the whole test suite against the local PostgreSQL too.
+test-all:
+    AIRLOCK_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test AIRLOCK_TEST_REQUIRE_POSTGRES=1 cargo test --workspace
+
+# Formatting and lints, as CI runs them.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Everything CI runs.
+ci:
+    bash .ci/run
