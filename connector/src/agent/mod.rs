@@ -1,0 +1,131 @@
+//! The agent side of the connector: what an agent adapter gets for each visitor message, how it
+//! streams its reply, and how it reports failure.
+//!
+//! An adapter (echo today; OpenAI-compatible streaming, a webhook such as n8n, a local command
+//! later) implements [`Agent`]. It knows nothing about leases, HTTP to the bridge or retries: the
+//! worker does all of that around it.
+
+mod echo;
+
+use std::sync::Arc;
+
+use airlock_shared::Message;
+use airlock_shared::connector::{ClaimedItem, SessionContext};
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::config::{AgentKind, Config};
+
+pub use echo::EchoAgent;
+
+/// Answers visitor messages.
+///
+/// `respond` may be called for many messages at once (one per item in flight) and must be
+/// cancel-safe in the async sense: when the lease is lost the worker simply drops the future,
+/// so an adapter holding a child process or a connection should let drop clean it up. Clones of
+/// the sink must not outlive `respond`: the worker takes the end of the deltas as the end of
+/// the streaming.
+#[async_trait]
+pub trait Agent: Send + Sync {
+    /// A short name for logs (`echo`, `openai`, …).
+    fn name(&self) -> &str;
+
+    /// Answers one visitor message. Text pushed through `sink` is shown to the visitor as it
+    /// arrives; the returned [`AgentReply::text`] is what is finally stored and shown.
+    async fn respond(
+        &self,
+        request: &AgentRequest,
+        sink: &DeltaSink,
+    ) -> Result<AgentReply, AgentError>;
+}
+
+/// Everything the agent gets about one visitor message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRequest {
+    /// The visitor message to answer.
+    pub message: Message,
+    /// Who is asking and from where: interface, visitor id, page, the visitor's `context`.
+    pub session: SessionContext,
+    /// Earlier messages of the session, oldest first.
+    pub history: Vec<Message>,
+    /// 1 on first delivery; more when an earlier attempt failed or its connector vanished.
+    pub attempt: u32,
+}
+
+impl From<ClaimedItem> for AgentRequest {
+    fn from(item: ClaimedItem) -> Self {
+        AgentRequest {
+            message: item.message,
+            session: item.session,
+            history: item.history,
+            attempt: item.attempt,
+        }
+    }
+}
+
+/// The agent's final answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentReply {
+    /// The whole reply. Normally the concatenation of the deltas; when it differs, this wins.
+    pub text: String,
+}
+
+/// Why the agent could not answer, and whether asking again might work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AgentError {
+    /// Shown to admins in the dead-letter list; keep secrets out of it.
+    pub message: String,
+    /// `true` for passing trouble (agent overloaded, timeout, network): the bridge offers the
+    /// message again after a back-off. `false` when repeating cannot help (refused input, bad
+    /// configuration): the message is dead-lettered at once.
+    pub retryable: bool,
+}
+
+impl AgentError {
+    pub fn retryable(message: impl Into<String>) -> AgentError {
+        AgentError {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> AgentError {
+        AgentError {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// Where an agent pushes reply text as it produces it. Cheap to clone; pushing never blocks, and
+/// the worker batches what arrives close together into one stream call.
+#[derive(Debug, Clone)]
+pub struct DeltaSink {
+    tx: mpsc::UnboundedSender<String>,
+}
+
+impl DeltaSink {
+    /// A sink and the receiving end the worker reads deltas from.
+    pub fn channel() -> (DeltaSink, mpsc::UnboundedReceiver<String>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (DeltaSink { tx }, rx)
+    }
+
+    /// Pushes a piece of reply text. Empty pieces are dropped.
+    pub fn push(&self, delta: impl Into<String>) {
+        let delta = delta.into();
+        if !delta.is_empty() {
+            // The receiver is gone only once the item was abandoned; then the text has nowhere
+            // to go and dropping it is right.
+            let _ = self.tx.send(delta);
+        }
+    }
+}
+
+/// The agent `config` asks for.
+pub fn from_config(config: &Config) -> Arc<dyn Agent> {
+    match config.agent {
+        AgentKind::Echo => Arc::new(EchoAgent::new(config.echo_delay())),
+    }
+}

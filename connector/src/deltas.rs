@@ -1,0 +1,303 @@
+//! Turns the agent's stream of deltas (often one per token) into few `stream` calls: at most one
+//! per [`STREAM_INTERVAL`], each carrying everything that arrived since the last one, in order.
+//!
+//! A token-per-request stream would cost the bridge a commit per token; 30 ms batches still look
+//! live to a visitor.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::bridge::BridgeError;
+
+/// The shortest gap between two stream calls for one reply.
+pub const STREAM_INTERVAL: Duration = Duration::from_millis(30);
+
+/// Text waiting to be streamed, and when it may go.
+#[derive(Debug)]
+pub struct Coalescer {
+    pending: String,
+    interval: Duration,
+    last_flush: Option<Instant>,
+}
+
+impl Coalescer {
+    pub fn new(interval: Duration) -> Coalescer {
+        Coalescer {
+            pending: String::new(),
+            interval,
+            last_flush: None,
+        }
+    }
+
+    pub fn push(&mut self, delta: &str) {
+        self.pending.push_str(delta);
+    }
+
+    /// When the pending text may be sent, or `None` when nothing is pending. The first piece goes
+    /// at once; later ones wait until `interval` has passed since the previous flush.
+    pub fn due_at(&self) -> Option<Instant> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        Some(match self.last_flush {
+            Some(last) => last + self.interval,
+            None => Instant::now(),
+        })
+    }
+
+    /// Takes the pending text for a stream call made at `now`.
+    pub fn take(&mut self, now: Instant) -> Option<String> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        self.last_flush = Some(now);
+        Some(std::mem::take(&mut self.pending))
+    }
+
+    /// Returns text whose stream call failed, ahead of anything that arrived meanwhile, so the
+    /// visitor never sees pieces out of order.
+    pub fn put_back(&mut self, mut text: String) {
+        text.push_str(&self.pending);
+        self.pending = text;
+    }
+}
+
+/// Reads deltas until the agent is done (all senders dropped) and sends them through `post`,
+/// coalesced; then flushes what is left. Returns early only when `post` reports the lease lost
+/// or the key refused: nothing more can be written for this item.
+///
+/// Passing failures keep the text for the next call; a refused piece is skipped (the final
+/// reply carries the whole text anyway).
+pub async fn pump<F, Fut>(
+    deltas: &mut mpsc::UnboundedReceiver<String>,
+    interval: Duration,
+    mut post: F,
+) -> Result<(), BridgeError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<(), BridgeError>>,
+{
+    let mut coalescer = Coalescer::new(interval);
+    loop {
+        let due = coalescer.due_at();
+        tokio::select! {
+            delta = deltas.recv() => match delta {
+                Some(delta) => {
+                    coalescer.push(&delta);
+                    // Take everything already queued, so a burst becomes one piece.
+                    while let Ok(delta) = deltas.try_recv() {
+                        coalescer.push(&delta);
+                    }
+                }
+                None => break,
+            },
+            () = sleep_until_due(due), if due.is_some() => {
+                flush(&mut coalescer, &mut post).await?;
+            }
+        }
+    }
+    if let Some(due) = coalescer.due_at() {
+        tokio::time::sleep_until(due).await;
+        flush(&mut coalescer, &mut post).await?;
+    }
+    Ok(())
+}
+
+async fn sleep_until_due(due: Option<Instant>) {
+    if let Some(due) = due {
+        tokio::time::sleep_until(due).await;
+    }
+}
+
+async fn flush<F, Fut>(coalescer: &mut Coalescer, post: &mut F) -> Result<(), BridgeError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<(), BridgeError>>,
+{
+    let Some(text) = coalescer.take(Instant::now()) else {
+        return Ok(());
+    };
+    match post(text.clone()).await {
+        Ok(()) => Ok(()),
+        Err(e @ (BridgeError::LeaseLost { .. } | BridgeError::Unauthorized { .. })) => Err(e),
+        Err(e) if e.is_retryable() => {
+            tracing::debug!(error = %e, "streaming a piece of the reply failed; will resend it");
+            coalescer.put_back(text);
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the bridge refused a piece of the reply; skipping it");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    use reqwest::StatusCode;
+
+    use crate::agent::DeltaSink;
+
+    type Posts = Arc<Mutex<Vec<(Instant, String)>>>;
+
+    /// A `post` that records each call and answers from `script` (Ok once the script runs out).
+    fn recorder(
+        posts: Posts,
+        script: Vec<fn() -> BridgeError>,
+    ) -> impl FnMut(String) -> std::pin::Pin<Box<dyn Future<Output = Result<(), BridgeError>> + Send>>
+    {
+        let mut calls = 0usize;
+        move |text| {
+            posts.lock().unwrap().push((Instant::now(), text));
+            let answer = script.get(calls).map(|make| make());
+            calls += 1;
+            Box::pin(async move {
+                // Each stream call takes a little while, as over a network.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                match answer {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
+            })
+        }
+    }
+
+    fn unavailable() -> BridgeError {
+        BridgeError::Unavailable {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "restarting".into(),
+        }
+    }
+
+    fn lease_lost() -> BridgeError {
+        BridgeError::LeaseLost {
+            code: "lease_lost".into(),
+            message: "superseded".into(),
+        }
+    }
+
+    fn rejected() -> BridgeError {
+        BridgeError::Rejected {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid".into(),
+            message: "no".into(),
+        }
+    }
+
+    /// Pushes `count` numbered tokens, one per millisecond, as a fast model would.
+    async fn produce(sink: DeltaSink, count: usize) -> String {
+        let mut all = String::new();
+        for i in 0..count {
+            let token = format!("t{i} ");
+            all.push_str(&token);
+            sink.push(token);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        all
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_quick_deltas_become_few_stream_calls_with_the_text_intact() {
+        let posts = Posts::default();
+        let (sink, mut rx) = DeltaSink::channel();
+        let producer = tokio::spawn(produce(sink, 1_000));
+        pump(&mut rx, STREAM_INTERVAL, recorder(posts.clone(), vec![]))
+            .await
+            .unwrap();
+        let sent = producer.await.unwrap();
+
+        let posts = posts.lock().unwrap();
+        let texts: Vec<&str> = posts.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(texts.concat(), sent, "text lost or reordered");
+        // About one second of tokens at one call per 30 ms: ~34 calls, not 1,000.
+        assert!(posts.len() <= 40, "{} stream calls", posts.len());
+        assert!(
+            posts.len() >= 20,
+            "only {} stream calls: not streaming",
+            posts.len()
+        );
+        for pair in posts.windows(2) {
+            let gap = pair[1].0 - pair[0].0;
+            assert!(gap >= STREAM_INTERVAL, "two stream calls {gap:?} apart");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_delta_is_sent_at_once_and_the_rest_is_flushed_when_the_agent_ends() {
+        let posts = Posts::default();
+        let (sink, mut rx) = DeltaSink::channel();
+        let started = Instant::now();
+        sink.push("Hello");
+        sink.push(", ");
+        sink.push("world");
+        drop(sink);
+        pump(&mut rx, STREAM_INTERVAL, recorder(posts.clone(), vec![]))
+            .await
+            .unwrap();
+        let posts = posts.lock().unwrap();
+        assert_eq!(posts.len(), 1);
+        assert_eq!(posts[0].1, "Hello, world");
+        assert_eq!(posts[0].0, started);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_stream_call_is_resent_ahead_of_newer_text() {
+        let posts = Posts::default();
+        let (sink, mut rx) = DeltaSink::channel();
+        let producer = tokio::spawn(produce(sink, 200));
+        pump(
+            &mut rx,
+            STREAM_INTERVAL,
+            recorder(posts.clone(), vec![unavailable, unavailable]),
+        )
+        .await
+        .unwrap();
+        let sent = producer.await.unwrap();
+        let posts = posts.lock().unwrap();
+        let delivered: String = posts[2..].iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(delivered, sent);
+        // The resent call starts with what the failed ones carried.
+        assert!(posts[2].1.starts_with(&posts[1].1));
+        assert!(posts[1].1.starts_with(&posts[0].1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_piece_is_skipped_and_streaming_goes_on() {
+        let posts = Posts::default();
+        let (sink, mut rx) = DeltaSink::channel();
+        let producer = tokio::spawn(produce(sink, 200));
+        pump(
+            &mut rx,
+            STREAM_INTERVAL,
+            recorder(posts.clone(), vec![rejected]),
+        )
+        .await
+        .unwrap();
+        let sent = producer.await.unwrap();
+        let posts = posts.lock().unwrap();
+        let all: String = posts.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(all, sent, "each piece is offered exactly once");
+        assert!(posts.len() > 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_lease_stops_streaming() {
+        let posts = Posts::default();
+        let (sink, mut rx) = DeltaSink::channel();
+        let _producer = tokio::spawn(produce(sink, 200));
+        let result = pump(
+            &mut rx,
+            STREAM_INTERVAL,
+            recorder(posts.clone(), vec![lease_lost]),
+        )
+        .await;
+        assert!(matches!(result, Err(BridgeError::LeaseLost { .. })));
+        assert_eq!(posts.lock().unwrap().len(), 1);
+    }
+}
