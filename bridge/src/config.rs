@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::store::{StoreOptions, sqlite_url};
+use crate::store::{SqliteSync, StoreOptions, sqlite_url};
 
 /// The public Airlock bridge: sessions, inbox, outbox, and the visitor, connector and admin APIs.
 #[derive(Debug, Parser)]
@@ -66,6 +66,11 @@ pub struct Config {
     )]
     pub max_message_chars: usize,
 
+    /// SQLite durability: `normal` survives a crash of the bridge process; `full` also survives a
+    /// power cut, at the cost of an fsync per commit.
+    #[arg(long, env = "AIRLOCK_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSync::Normal, global = true)]
+    pub sqlite_synchronous: SqliteSync,
+
     /// Largest database pool (PostgreSQL).
     #[arg(
         long,
@@ -97,6 +102,7 @@ impl Config {
         StoreOptions {
             max_connections: self.db_max_connections,
             max_attempts: self.max_attempts,
+            sqlite_sync: self.sqlite_synchronous,
         }
     }
 

@@ -33,7 +33,8 @@ async fn main() -> std::process::ExitCode {
 async fn serve(config: &Config) -> anyhow::Result<()> {
     let bridge = Bridge::start(config).await?;
     let url = config.public_url(bridge.local_addr);
-    tracing::info!(listen = %bridge.local_addr, "airlock bridge listening");
+    let database = bridge.state.store.describe().await?;
+    tracing::info!(listen = %bridge.local_addr, %database, "airlock bridge listening");
     if bridge.first_run.created_demo_interface {
         println!("Created the `demo` chat interface: {url}/c/demo");
     }

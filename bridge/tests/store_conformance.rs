@@ -537,6 +537,22 @@ mod cases {
     }
 }
 
+#[tokio::test]
+async fn sqlite_durability_follows_the_setting() {
+    use airlock_bridge::store::SqliteSync;
+    for (sync, expected) in [(SqliteSync::Normal, "normal"), (SqliteSync::Full, "full")] {
+        let db = common::TestDb::sqlite(StoreOptions {
+            sqlite_sync: sync,
+            ..StoreOptions::default()
+        })
+        .await;
+        assert_eq!(
+            db.store.describe().await.unwrap(),
+            format!("SQLite (journal_mode=wal, synchronous={expected})")
+        );
+    }
+}
+
 fn options() -> StoreOptions {
     StoreOptions {
         max_attempts: 3,

@@ -63,13 +63,25 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
-/// Pool sizing and relay policy.
+/// How SQLite makes commits durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSync {
+    /// `synchronous=NORMAL`: a commit survives a crash of the bridge process (the default).
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: a commit also survives a power cut or an OS crash, at the cost of an
+    /// fsync per commit.
+    Full,
+}
+
+/// Pool sizing, durability and relay policy.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Largest PostgreSQL pool (SQLite uses one writer and a few readers).
     pub max_connections: u32,
     /// Deliveries of one inbox item before it is dead-lettered.
     pub max_attempts: u32,
+    pub sqlite_sync: SqliteSync,
 }
 
 impl Default for StoreOptions {
@@ -77,6 +89,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 10,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            sqlite_sync: SqliteSync::Normal,
         }
     }
 }
@@ -124,10 +137,14 @@ impl Store {
         let connect_options = AnyConnectOptions::from_str(url)?;
         let (read, write) = match backend {
             Backend::Sqlite => {
-                let write = sqlite_pool(1).connect_with(connect_options.clone()).await?;
+                let write = sqlite_pool(1, options.sqlite_sync)
+                    .connect_with(connect_options.clone())
+                    .await?;
                 // Migrate through the writer first so the readers open a ready WAL database.
                 SQLITE_MIGRATIONS.run(&write).await?;
-                let read = sqlite_pool(4).connect_with(connect_options).await?;
+                let read = sqlite_pool(4, options.sqlite_sync)
+                    .connect_with(connect_options)
+                    .await?;
                 (read, write)
             }
             Backend::Postgres => {
@@ -157,6 +174,30 @@ impl Store {
         self.max_attempts
     }
 
+    /// The engine and its durability settings as in force, for the start-up log.
+    pub async fn describe(&self) -> Result<String> {
+        match self.backend {
+            Backend::Postgres => Ok("PostgreSQL".to_string()),
+            Backend::Sqlite => {
+                let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                    .fetch_one(&self.write)
+                    .await?;
+                let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(&self.write)
+                    .await?;
+                let synchronous = match synchronous {
+                    0 => "off",
+                    1 => "normal",
+                    2 => "full",
+                    _ => "extra",
+                };
+                Ok(format!(
+                    "SQLite (journal_mode={journal}, synchronous={synchronous})"
+                ))
+            }
+        }
+    }
+
     /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<()> {
         self.read.execute("SELECT 1").await?;
@@ -180,19 +221,25 @@ impl Store {
     }
 }
 
-fn sqlite_pool(max: u32) -> AnyPoolOptions {
+fn sqlite_pool(max: u32, sync: SqliteSync) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn, _meta| {
+        .after_connect(move |conn, _meta| {
             Box::pin(async move {
-                // WAL lets readers run beside the writer; NORMAL survives a process crash
-                // (every commit is in the WAL before the call returns).
-                conn.execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                )
-                .await?;
+                // WAL lets readers run beside the writer; every commit is in the WAL before the
+                // call returns, so NORMAL survives a process crash and FULL also a power cut.
+                let pragmas = match sync {
+                    SqliteSync::Normal => {
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;"
+                    }
+                    SqliteSync::Full => {
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;"
+                    }
+                };
+                conn.execute(pragmas).await?;
                 Ok(())
             })
         })
