@@ -83,9 +83,12 @@ impl Bridge {
         let local_addr = listener.local_addr()?;
         let app = crate::http::router(state.clone());
         let server = tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .into_future(),
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
         );
         let reaper = tokio::spawn(relay.run_reaper());
         Ok(Bridge {

@@ -1,13 +1,14 @@
 //! The visitor API: public interface config, sessions, sending messages, and the long-poll that
 //! shows replies as they stream.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_shared::visitor::{
     CreateSession, MessageAccepted, MessageList, PublicInterface, SendMessage, SessionCreated,
 };
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Json, Router, routing};
 use serde::Deserialize;
@@ -79,6 +80,7 @@ fn header(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<String> {
 
 async fn open_session(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiPath(slug): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<CreateSession>,
@@ -133,7 +135,8 @@ async fn open_session(
                 page_title: clip(request.page_title),
                 referrer: clip(request.referrer),
                 locale: clip(request.locale),
-                ip: None,
+                // The socket's peer; behind a reverse proxy that is the proxy.
+                ip: Some(peer.ip().to_string()),
                 user_agent: header(&headers, axum::http::header::USER_AGENT),
             },
             now,

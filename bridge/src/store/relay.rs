@@ -196,19 +196,24 @@ impl Store {
         leased_until: i64,
         history: u32,
     ) -> Result<ClaimedItem> {
-        let row: MessageRow = sqlx::query_as(concat!(
+        /// The message with the visitor's `context`, which only the agent gets.
+        #[derive(sqlx::FromRow)]
+        struct WithContext {
+            #[sqlx(flatten)]
+            message: MessageRow,
+            context: Option<String>,
+        }
+        let WithContext {
+            message: row,
+            context,
+        } = sqlx::query_as(concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages m WHERE m.id = $1"
+            ", m.context FROM messages m WHERE m.id = $1"
         ))
         .bind(message_id)
         .fetch_one(&self.read)
         .await?;
-        let context: Option<String> =
-            sqlx::query_scalar("SELECT context FROM messages WHERE id = $1")
-                .bind(message_id)
-                .fetch_one(&self.read)
-                .await?;
         let session = self
             .session(&row.session_id)
             .await?
