@@ -6,12 +6,14 @@
 //! Waits end early on shutdown so a graceful stop never hangs on a 50-second claim.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use airlock_shared::Message;
 use airlock_shared::connector::{ClaimedItem, FailOutcome};
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -153,14 +155,7 @@ impl Relay {
                 let delay = Duration::from_millis(u64::try_from(due - now).unwrap_or(0) + 1);
                 wake_at = wake_at.min(tokio::time::Instant::now() + delay);
             }
-            if self.store.backend() == Backend::Postgres {
-                wake_at = wake_at.min(tokio::time::Instant::now() + FOREIGN_WRITE_RECHECK);
-            }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(wake_at) => {}
-                _ = self.shutdown.cancelled() => {}
-            }
+            self.pause(notified.as_mut(), wake_at).await;
         }
     }
 
@@ -188,15 +183,21 @@ impl Relay {
             {
                 return Ok(messages);
             }
-            let mut wake_at = deadline;
-            if self.store.backend() == Backend::Postgres {
-                wake_at = wake_at.min(tokio::time::Instant::now() + FOREIGN_WRITE_RECHECK);
-            }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(wake_at) => {}
-                _ = self.shutdown.cancelled() => {}
-            }
+            self.pause(notified.as_mut(), deadline).await;
+        }
+    }
+
+    /// Waits for a wake-up, `wake_at`, or shutdown, whichever comes first. On PostgreSQL it also
+    /// returns after a short while, to notice writes made through another replica.
+    async fn pause(&self, notified: Pin<&mut Notified<'_>>, wake_at: tokio::time::Instant) {
+        let mut wake_at = wake_at;
+        if self.store.backend() == Backend::Postgres {
+            wake_at = wake_at.min(tokio::time::Instant::now() + FOREIGN_WRITE_RECHECK);
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep_until(wake_at) => {}
+            _ = self.shutdown.cancelled() => {}
         }
     }
 

@@ -87,11 +87,7 @@ async fn publish(
     State(state): State<Arc<AppState>>,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<Interface>, ApiError> {
-    let row = state
-        .store
-        .set_interface_published(&slug, true, state.relay.now())
-        .await?;
-    Ok(Json(row.to_admin()))
+    set_published(&state, &slug, true).await
 }
 
 async fn unpublish(
@@ -99,9 +95,17 @@ async fn unpublish(
     State(state): State<Arc<AppState>>,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<Interface>, ApiError> {
+    set_published(&state, &slug, false).await
+}
+
+async fn set_published(
+    state: &AppState,
+    slug: &str,
+    published: bool,
+) -> Result<Json<Interface>, ApiError> {
     let row = state
         .store
-        .set_interface_published(&slug, false, state.relay.now())
+        .set_interface_published(slug, published, state.relay.now())
         .await?;
     Ok(Json(row.to_admin()))
 }

@@ -332,38 +332,7 @@ impl Store {
         require_leased(&lease)?;
         let outbox = outbox_row(&mut tx, &lease.message_id).await?;
         let message_id = match outbox {
-            None => {
-                let reply = NewReply {
-                    session_id: &lease.session_id,
-                    inbox_id: &lease.message_id,
-                    lease_id,
-                    text: delta,
-                    status: "streaming",
-                    error: None,
-                };
-                insert_reply(&mut tx, reply, now).await?
-            }
-            Some(out) if out.lease_id != lease_id => {
-                let rev = next_rev(&mut tx, &lease.session_id, false, now).await?;
-                sqlx::query(
-                    "UPDATE messages SET text = $1, status = 'streaming', error = NULL, rev = $2, \
-                     updated_at = $3 WHERE id = $4",
-                )
-                .bind(delta)
-                .bind(rev)
-                .bind(now)
-                .bind(&out.message_id)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("UPDATE outbox SET lease_id = $1, state = 'streaming', updated_at = $2 WHERE inbox_id = $3")
-                    .bind(lease_id)
-                    .bind(now)
-                    .bind(&lease.message_id)
-                    .execute(&mut *tx)
-                    .await?;
-                out.message_id
-            }
-            Some(out) => {
+            Some(out) if out.lease_id == lease_id => {
                 if !delta.is_empty() {
                     let rev = next_rev(&mut tx, &lease.session_id, false, now).await?;
                     sqlx::query(
@@ -378,6 +347,18 @@ impl Store {
                     .await?;
                 }
                 out.message_id
+            }
+            // The first delta of this attempt: a new reply, or an earlier attempt's started over.
+            earlier => {
+                let reply = NewReply {
+                    session_id: &lease.session_id,
+                    inbox_id: &lease.message_id,
+                    lease_id,
+                    text: delta,
+                    status: "streaming",
+                    error: None,
+                };
+                write_reply(&mut tx, reply, earlier.as_ref(), now).await?
             }
         };
         let message = message_in_tx(&mut tx, &message_id).await?;
@@ -412,42 +393,15 @@ impl Store {
             "leased" => {}
             _ => require_leased(&lease)?,
         }
-        let message_id = match outbox {
-            None => {
-                let reply = NewReply {
-                    session_id: &lease.session_id,
-                    inbox_id: &lease.message_id,
-                    lease_id,
-                    text,
-                    status: "complete",
-                    error: None,
-                };
-                insert_reply(&mut tx, reply, now).await?
-            }
-            Some(out) => {
-                let rev = next_rev(&mut tx, &lease.session_id, false, now).await?;
-                sqlx::query(
-                    "UPDATE messages SET text = $1, status = 'complete', error = NULL, rev = $2, \
-                     updated_at = $3 WHERE id = $4",
-                )
-                .bind(text)
-                .bind(rev)
-                .bind(now)
-                .bind(&out.message_id)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "UPDATE outbox SET lease_id = $1, state = 'complete', updated_at = $2 \
-                     WHERE inbox_id = $3",
-                )
-                .bind(lease_id)
-                .bind(now)
-                .bind(&lease.message_id)
-                .execute(&mut *tx)
-                .await?;
-                out.message_id
-            }
+        let reply = NewReply {
+            session_id: &lease.session_id,
+            inbox_id: &lease.message_id,
+            lease_id,
+            text,
+            status: "complete",
+            error: None,
         };
+        let message_id = write_reply(&mut tx, reply, outbox.as_ref(), now).await?;
         sqlx::query(
             "UPDATE inbox SET state = 'done', leased_until = NULL, updated_at = $1 \
              WHERE message_id = $2",
@@ -718,6 +672,40 @@ async fn insert_reply(tx: &mut Tx, reply: NewReply<'_>, now: i64) -> Result<Stri
     .execute(&mut **tx)
     .await?;
     Ok(id)
+}
+
+/// Writes the reply to an inbox item: creates it, or replaces the text, status and attempt of the
+/// `existing` one. Returns the reply's message id.
+async fn write_reply(
+    tx: &mut Tx,
+    reply: NewReply<'_>,
+    existing: Option<&OutboxRow>,
+    now: i64,
+) -> Result<String> {
+    let Some(existing) = existing else {
+        return insert_reply(tx, reply, now).await;
+    };
+    let rev = next_rev(tx, reply.session_id, false, now).await?;
+    sqlx::query(
+        "UPDATE messages SET text = $1, status = $2, error = $3, rev = $4, updated_at = $5 \
+         WHERE id = $6",
+    )
+    .bind(reply.text)
+    .bind(reply.status)
+    .bind(reply.error)
+    .bind(rev)
+    .bind(now)
+    .bind(&existing.message_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE outbox SET lease_id = $1, state = $2, updated_at = $3 WHERE inbox_id = $4")
+        .bind(reply.lease_id)
+        .bind(reply.status)
+        .bind(now)
+        .bind(reply.inbox_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(existing.message_id.clone())
 }
 
 async fn set_message_status(
