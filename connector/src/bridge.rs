@@ -3,18 +3,20 @@
 //! Every call is an outbound HTTPS (or, on a laptop, HTTP) request; the connector never accepts
 //! connections. Errors are sorted by what the caller should do about them: see [`BridgeError`].
 
+use std::path::Path;
 use std::time::Duration;
 
 use airlock_shared::ErrorEnvelope;
 use airlock_shared::connector::{
-    ClaimRequest, ClaimResponse, ExtendRequest, FailOutcome, FailRequest, LeaseExtended,
-    ReplyRequest, ReplyState, StreamRequest,
+    ClaimRequest, ClaimResponse, ConnectorIdentity, ExtendRequest, FailOutcome, FailRequest,
+    LeaseExtended, ReplyRequest, ReplyState, StreamRequest,
 };
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::ConnectorKey;
+use crate::text::{cause_chain, snippet};
 
 /// How long a claim may take beyond the wait the bridge was asked to hold it for.
 const CLAIM_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
@@ -58,6 +60,10 @@ pub enum BridgeError {
     #[error("invalid bridge URL {0}")]
     InvalidUrl(String),
 
+    /// The CA bundle given for the bridge's certificate cannot be read or parsed.
+    #[error("cannot use the CA bundle {path}: {reason}")]
+    CaBundle { path: String, reason: String },
+
     /// A 2xx whose body is not what the contract says (a proxy's page, a version mismatch).
     #[error("the bridge sent an unexpected response: {0}")]
     InvalidResponse(String),
@@ -93,8 +99,13 @@ pub struct BridgeClient {
 
 impl BridgeClient {
     /// A client for the bridge at `bridge_url` (e.g. `https://chat.example.com`). Proxies come
-    /// from `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` as usual.
-    pub fn new(bridge_url: &str, key: ConnectorKey) -> Result<BridgeClient, BridgeError> {
+    /// from `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` as usual. `ca_bundle` is a PEM file of extra
+    /// roots to trust (beside the system's) for a bridge with a private certificate.
+    pub fn new(
+        bridge_url: &str,
+        key: ConnectorKey,
+        ca_bundle: Option<&Path>,
+    ) -> Result<BridgeClient, BridgeError> {
         install_crypto_provider();
         let mut api = Url::parse(bridge_url)
             .map_err(|e| BridgeError::InvalidUrl(format!("{bridge_url}: {e}")))?;
@@ -111,7 +122,11 @@ impl BridgeClient {
             }
             segments.extend(["connector", ""]);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = ca_bundle {
+            builder = builder.tls_certs_merge(read_ca_bundle(path)?);
+        }
+        let http = builder
             .user_agent(concat!("airlock-connector/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
             // Detects a bridge that vanished without closing the connection (host gone, NAT
@@ -120,6 +135,38 @@ impl BridgeClient {
             .build()
             .map_err(BridgeError::Transport)?;
         Ok(BridgeClient { http, api, key })
+    }
+
+    /// `GET /healthz`: whether the bridge answers at all (no key needed).
+    pub async fn health(&self) -> Result<(), BridgeError> {
+        let mut url = self.api.clone();
+        url.set_path("/healthz");
+        let response = self
+            .http
+            .get(url)
+            .timeout(CALL_TIMEOUT)
+            .send()
+            .await
+            .map_err(BridgeError::Transport)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bytes = response.bytes().await.map_err(BridgeError::Transport)?;
+        Err(classify_failure(status, &bytes))
+    }
+
+    /// `GET /connector/me`: which connector the key belongs to and what it may serve.
+    pub async fn me(&self) -> Result<ConnectorIdentity, BridgeError> {
+        let response = self
+            .http
+            .get(self.endpoint(&["me"]))
+            .bearer_auth(self.key.expose())
+            .timeout(CALL_TIMEOUT)
+            .send()
+            .await
+            .map_err(BridgeError::Transport)?;
+        read_json(response).await
     }
 
     /// `POST /connector/claim`: leases up to `request.max` items; the bridge holds the request up
@@ -194,15 +241,34 @@ impl BridgeClient {
             .send()
             .await
             .map_err(BridgeError::Transport)?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(BridgeError::Transport)?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| {
-                BridgeError::InvalidResponse(format!("{status}: {e}: {}", snippet(&bytes)))
-            });
-        }
-        Err(classify_failure(status, &bytes))
+        read_json(response).await
     }
+}
+
+/// The body of a 2xx as `T`, or the failure sorted into a [`BridgeError`].
+async fn read_json<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, BridgeError> {
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(BridgeError::Transport)?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| {
+            BridgeError::InvalidResponse(format!("{status}: {e}: {}", snippet(&bytes)))
+        });
+    }
+    Err(classify_failure(status, &bytes))
+}
+
+/// The certificates of a PEM bundle; an empty or unreadable one is an error, not silence.
+fn read_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, BridgeError> {
+    let fail = |reason: String| BridgeError::CaBundle {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(fail("it holds no PEM certificate".into()));
+    }
+    Ok(certs)
 }
 
 /// Sorts a non-2xx answer into a [`BridgeError`], reading the error envelope when there is one.
@@ -228,32 +294,6 @@ fn classify_failure(status: StatusCode, body: &[u8]) -> BridgeError {
             message,
         },
         _ => BridgeError::Unavailable { status, message },
-    }
-}
-
-/// `error: cause: root cause`, as one line.
-fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // Some layers repeat their inner error's text; say each thing once.
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// The start of a body, for error messages; bodies from proxies can be whole HTML pages.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    match text.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
     }
 }
 
@@ -302,7 +342,7 @@ mod tests {
     #[test]
     fn endpoints_keep_a_path_prefix_and_encode_the_lease_id() {
         let client =
-            BridgeClient::new("https://example.com/chat/", ConnectorKey::new("k")).unwrap();
+            BridgeClient::new("https://example.com/chat/", ConnectorKey::new("k"), None).unwrap();
         assert_eq!(
             client.endpoint(&["claim"]).as_str(),
             "https://example.com/chat/api/v1/connector/claim"
@@ -311,7 +351,8 @@ mod tests {
             client.endpoint(&["leases", "a/b c", "reply"]).as_str(),
             "https://example.com/chat/api/v1/connector/leases/a%2Fb%20c/reply"
         );
-        let client = BridgeClient::new("http://127.0.0.1:8080", ConnectorKey::new("k")).unwrap();
+        let client =
+            BridgeClient::new("http://127.0.0.1:8080", ConnectorKey::new("k"), None).unwrap();
         assert_eq!(
             client.endpoint(&["leases", "L1", "extend"]).as_str(),
             "http://127.0.0.1:8080/api/v1/connector/leases/L1/extend"
@@ -326,8 +367,12 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let client =
-            BridgeClient::new(&format!("http://127.0.0.1:{port}"), ConnectorKey::new("k")).unwrap();
+        let client = BridgeClient::new(
+            &format!("http://127.0.0.1:{port}"),
+            ConnectorKey::new("k"),
+            None,
+        )
+        .unwrap();
         let error = client.claim(&ClaimRequest::default()).await.unwrap_err();
         assert!(matches!(error, BridgeError::Transport(_)), "{error:?}");
         assert!(error.is_retryable());

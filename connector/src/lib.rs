@@ -7,9 +7,11 @@
 pub mod agent;
 pub mod backoff;
 pub mod bridge;
+pub mod check;
 pub mod config;
 pub mod deltas;
 pub mod poller;
+mod text;
 mod worker;
 
 use std::sync::Arc;
@@ -18,8 +20,8 @@ use airlock_shared::MAX_CLAIM_WAIT_SECS;
 use airlock_shared::connector::ClaimRequest;
 use tokio_util::sync::CancellationToken;
 
-pub use agent::{Agent, AgentError, AgentReply, AgentRequest, DeltaSink};
-pub use config::Config;
+pub use agent::{Agent, AgentError, AgentReply, AgentRequest, DeltaSink, PromptTemplate};
+pub use config::{Cli, Command, Config};
 
 use crate::bridge::BridgeClient;
 use crate::poller::Poller;
@@ -31,7 +33,8 @@ use crate::worker::Worker;
 /// claiming at once, lets items in flight finish (up to the shutdown grace) and then returns.
 /// Errors only for unusable settings.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let agent = agent::from_config(&config);
+    config.validate()?;
+    let agent = agent::from_config(&config)?;
     run_with_agent(config, agent, shutdown).await
 }
 
@@ -51,7 +54,8 @@ pub async fn run_with_agent(
             "claim wait capped at the bridge's limit"
         );
     }
-    let bridge = BridgeClient::new(&config.bridge_url, key)?;
+    let prompt = config.system_prompt_template()?.map(PromptTemplate::new);
+    let bridge = BridgeClient::new(&config.bridge_url, key, config.ca_bundle.as_deref())?;
     tracing::info!(
         bridge = %config.bridge_url,
         agent = agent.name(),
@@ -64,6 +68,8 @@ pub async fn run_with_agent(
             bridge,
             agent,
             lease_secs: config.lease_secs,
+            agent_timeout: config.agent_timeout(),
+            prompt,
         }),
         bridge_url: config.bridge_url.clone(),
         concurrency: usize::try_from(config.concurrency).unwrap_or(usize::MAX),

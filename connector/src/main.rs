@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use airlock_connector::Config;
+use airlock_connector::{Cli, Command};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -16,8 +16,15 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    // Sub-commands (`check`, …) will hang off this; with none given, the connector runs.
-    let config = Config::parse();
+    let cli = Cli::parse();
+    let config = cli.config;
+    if cli.command == Some(Command::Check) {
+        return if airlock_connector::check::check(&config).await {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
 
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));

@@ -11,7 +11,7 @@ use airlock_shared::connector::{ClaimedItem, FailRequest, StreamRequest};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{Agent, AgentError, AgentRequest, DeltaSink};
+use crate::agent::{Agent, AgentError, AgentRequest, DeltaSink, PromptTemplate};
 use crate::backoff::Backoff;
 use crate::bridge::{BridgeClient, BridgeError};
 use crate::deltas::{self, STREAM_INTERVAL};
@@ -24,6 +24,9 @@ pub(crate) struct Worker {
     pub bridge: BridgeClient,
     pub agent: Arc<dyn Agent>,
     pub lease_secs: u64,
+    /// Longest the agent may take for one message.
+    pub agent_timeout: Duration,
+    pub prompt: Option<PromptTemplate>,
 }
 
 /// How serving an item ended.
@@ -88,13 +91,21 @@ impl Worker {
             Err(e) => tracing::debug!(error = %e, "typing signal not delivered"),
         }
 
-        let request = AgentRequest::from(item);
+        let request = AgentRequest::new(item, self.prompt.as_ref(), chrono::Utc::now());
         let (sink, mut deltas) = DeltaSink::channel();
         let agent = async {
             // The sink lives exactly as long as the agent runs, so the pump sees the end of the
             // deltas when the agent returns.
             let sink = sink;
-            self.agent.respond(&request, &sink).await
+            match tokio::time::timeout(self.agent_timeout, self.agent.respond(&request, &sink))
+                .await
+            {
+                Ok(answer) => answer,
+                Err(_) => Err(AgentError::retryable(format!(
+                    "the agent did not answer within {} s",
+                    self.agent_timeout.as_secs()
+                ))),
+            }
         };
         let bridge = &self.bridge;
         let pump = deltas::pump(&mut deltas, STREAM_INTERVAL, |text| async move {

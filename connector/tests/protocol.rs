@@ -105,6 +105,7 @@ impl FakeBridge {
                 MessageStatus::Processing,
             ),
             session: SessionContext {
+                visitor_name: None,
                 id: format!("s{n}"),
                 interface: "demo".into(),
                 interface_title: "Demo".into(),

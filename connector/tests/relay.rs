@@ -10,30 +10,8 @@ use airlock_bridge::testing::TestBridge;
 use airlock_connector::Config;
 use airlock_shared::MessageStatus;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use common::{Relay, Visitor, init_logging, wait_for};
-
-/// Starts `run` in the background; the token stops it.
-fn spawn_connector(
-    config: Config,
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(airlock_connector::run(config, shutdown.clone()));
-    (shutdown, handle)
-}
-
-async fn stop(shutdown: CancellationToken, handle: tokio::task::JoinHandle<anyhow::Result<()>>) {
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(20), handle)
-        .await
-        .expect("run returns after cancel")
-        .expect("run did not panic")
-        .expect("run succeeded");
-}
+use common::{Relay, Visitor, init_logging, spawn_connector, stop, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_reply_reaches_the_visitor_streamed_then_complete() {
@@ -218,7 +196,7 @@ async fn a_superseded_lease_is_reported_as_lease_lost() {
     init_logging();
     let bridge = TestBridge::start().await;
     let key = ConnectorKey::new(bridge.connector_key("fenced").await);
-    let client = BridgeClient::new(&bridge.url, key).unwrap();
+    let client = BridgeClient::new(&bridge.url, key, None).unwrap();
     let visitor = Visitor::open(&bridge.url).await;
     visitor.send("c1", "who owns me?").await;
 
@@ -264,7 +242,7 @@ async fn a_wrong_key_is_reported_as_unauthorized() {
     use airlock_shared::connector::ClaimRequest;
 
     let bridge = TestBridge::start().await;
-    let client = BridgeClient::new(&bridge.url, ConnectorKey::new("not-a-key")).unwrap();
+    let client = BridgeClient::new(&bridge.url, ConnectorKey::new("not-a-key"), None).unwrap();
     let result = client.claim(&ClaimRequest::default()).await;
     assert!(
         matches!(result, Err(BridgeError::Unauthorized { .. })),

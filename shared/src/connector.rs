@@ -68,6 +68,9 @@ pub struct SessionContext {
     pub interface: String,
     pub interface_title: String,
     pub visitor_id: String,
+    /// The visitor's verified name, when the host site signed one in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +82,16 @@ pub struct SessionContext {
     /// The `context` the visitor sent with this message, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<serde_json::Value>,
+}
+
+/// `GET /connector/me`: which connector a key belongs to and what it may serve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorIdentity {
+    pub id: String,
+    pub name: String,
+    /// True when the key may serve every interface; otherwise `interfaces` lists them.
+    pub all_interfaces: bool,
+    pub interfaces: Vec<String>,
 }
 
 /// `POST /connector/leases/{lease_id}/extend`.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_shared::connector::{
-    ClaimRequest, ClaimResponse, ExtendRequest, FailOutcome, FailRequest, LeaseExtended,
-    ReplyRequest, ReplyState, StreamRequest,
+    ClaimRequest, ClaimResponse, ConnectorIdentity, ExtendRequest, FailOutcome, FailRequest,
+    LeaseExtended, ReplyRequest, ReplyState, StreamRequest,
 };
 use airlock_shared::{MAX_CLAIM_WAIT_SECS, MAX_LEASE_SECS, MIN_LEASE_SECS, time_from_millis};
 use axum::extract::State;
@@ -28,6 +28,7 @@ const MAX_ERROR_CHARS: usize = 2_000;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
+        .route("/connector/me", routing::get(me))
         .route("/connector/claim", routing::post(claim))
         .route("/connector/leases/{lease_id}/extend", routing::post(extend))
         .route("/connector/leases/{lease_id}/stream", routing::post(stream))
@@ -43,6 +44,16 @@ fn lease_ms(lease_secs: u64) -> Result<i64, ApiError> {
         ));
     }
     Ok(lease_secs as i64 * 1_000)
+}
+
+/// Who the key belongs to: lets `airlock-connector check` verify a key without claiming.
+async fn me(ConnectorAuth(connector): ConnectorAuth) -> Json<ConnectorIdentity> {
+    Json(ConnectorIdentity {
+        id: connector.id,
+        name: connector.name,
+        all_interfaces: connector.all_interfaces,
+        interfaces: connector.interfaces,
+    })
 }
 
 async fn claim(

@@ -246,6 +246,8 @@ impl Store {
                 interface: session.interface_slug,
                 interface_title: config.title,
                 visitor_id: session.visitor_id,
+                // Filled once visitors can sign in with a verified identity.
+                visitor_name: None,
                 page_url: session.page_url,
                 page_title: session.page_title,
                 referrer: session.referrer,

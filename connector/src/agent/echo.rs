@@ -91,10 +91,12 @@ mod tests {
                 created_at: time_from_millis(0),
                 updated_at: time_from_millis(0),
             },
+            system_prompt: None,
             session: SessionContext {
                 id: "s1".into(),
                 interface: "demo".into(),
                 interface_title: "Demo".into(),
+                visitor_name: None,
                 visitor_id: "v1".into(),
                 page_url: None,
                 page_title: None,

@@ -1,22 +1,32 @@
 //! The agent side of the connector: what an agent adapter gets for each visitor message, how it
 //! streams its reply, and how it reports failure.
 //!
-//! An adapter (echo today; OpenAI-compatible streaming, a webhook such as n8n, a local command
-//! later) implements [`Agent`]. It knows nothing about leases, HTTP to the bridge or retries: the
-//! worker does all of that around it.
+//! Each adapter — `openai` (an OpenAI-compatible API, streamed), `webhook` (n8n and the like),
+//! `command` (a local program) and `echo` (the demo) — implements [`Agent`]. It knows nothing
+//! about leases, HTTP to the bridge or retries: the worker does all of that around it.
 
+mod command;
 mod echo;
+mod openai;
+mod payload;
+mod prompt;
+mod webhook;
 
 use std::sync::Arc;
 
 use airlock_shared::Message;
 use airlock_shared::connector::{ClaimedItem, SessionContext};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use crate::config::{AgentKind, Config};
 
+pub use command::CommandAgent;
 pub use echo::EchoAgent;
+pub use openai::OpenAiAgent;
+pub use prompt::PromptTemplate;
+pub use webhook::WebhookAgent;
 
 /// Answers visitor messages.
 ///
@@ -50,11 +60,15 @@ pub struct AgentRequest {
     pub history: Vec<Message>,
     /// 1 on first delivery; more when an earlier attempt failed or its connector vanished.
     pub attempt: u32,
+    /// The configured system prompt with this message's context filled in, if one is set.
+    pub system_prompt: Option<String>,
 }
 
-impl From<ClaimedItem> for AgentRequest {
-    fn from(item: ClaimedItem) -> Self {
+impl AgentRequest {
+    /// The request for a claimed item, with the system prompt rendered for it at `now`.
+    pub fn new(item: ClaimedItem, prompt: Option<&PromptTemplate>, now: DateTime<Utc>) -> Self {
         AgentRequest {
+            system_prompt: prompt.map(|p| p.render(&item.session, now)),
             message: item.message,
             session: item.session,
             history: item.history,
@@ -123,9 +137,12 @@ impl DeltaSink {
     }
 }
 
-/// The agent `config` asks for.
-pub fn from_config(config: &Config) -> Arc<dyn Agent> {
-    match config.agent {
+/// The agent `config` asks for. Fails on settings the agent cannot work with.
+pub fn from_config(config: &Config) -> anyhow::Result<Arc<dyn Agent>> {
+    Ok(match config.agent {
         AgentKind::Echo => Arc::new(EchoAgent::new(config.echo_delay())),
-    }
+        AgentKind::Openai => Arc::new(OpenAiAgent::new(&config.openai)?),
+        AgentKind::Webhook => Arc::new(WebhookAgent::new(&config.webhook)?),
+        AgentKind::Command => Arc::new(CommandAgent::new(config.command_argv()?)),
+    })
 }

@@ -9,10 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use airlock_bridge::testing::TestBridge;
+use airlock_connector::Config;
+use airlock_shared::admin::{DeadLetter, List, Transcript};
 use airlock_shared::visitor::{MessageAccepted, MessageList, SessionCreated};
 use airlock_shared::{Message, MessageStatus, Role};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Polls `check` every 20 ms until it yields a value; panics with `what` after `limit`.
 pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
@@ -212,4 +216,79 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Starts the connector library's `run` in the background; the token stops it.
+pub fn spawn_connector(
+    config: Config,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(airlock_connector::run(config, shutdown.clone()));
+    (shutdown, handle)
+}
+
+/// Cancels a connector started with [`spawn_connector`] and checks it stopped cleanly.
+pub async fn stop(
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(20), handle)
+        .await
+        .expect("run returns after cancel")
+        .expect("run did not panic")
+        .expect("run succeeded");
+}
+
+/// The reply to `message_id` once it is complete or failed.
+pub async fn settled_reply(visitor: &mut Visitor, message_id: &str, limit: Duration) -> Message {
+    let deadline = Instant::now() + limit;
+    loop {
+        for m in visitor.poll(2).await {
+            if m.reply_to.as_deref() == Some(message_id)
+                && matches!(m.status, MessageStatus::Complete | MessageStatus::Failed)
+            {
+                return m;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no settled reply to {message_id} within {limit:?}"
+        );
+    }
+}
+
+pub async fn dead_letters(bridge: &TestBridge) -> Vec<DeadLetter> {
+    let response = http_client()
+        .get(format!("{}/api/v1/admin/dead-letters", bridge.url))
+        .bearer_auth(&bridge.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "listing dead letters");
+    response.json::<List<DeadLetter>>().await.unwrap().items
+}
+
+/// Every assistant message answering `message_id`, as an admin sees the session.
+pub async fn replies_in_transcript(
+    bridge: &TestBridge,
+    session_id: &str,
+    message_id: &str,
+) -> Vec<Message> {
+    let response = http_client()
+        .get(format!("{}/api/v1/admin/sessions/{session_id}", bridge.url))
+        .bearer_auth(&bridge.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "reading the transcript");
+    let transcript: Transcript = response.json().await.unwrap();
+    transcript
+        .messages
+        .into_iter()
+        .filter(|m| m.role == Role::Assistant && m.reply_to.as_deref() == Some(message_id))
+        .collect()
 }

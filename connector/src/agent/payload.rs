@@ -1,0 +1,126 @@
+//! The JSON an agent outside the connector gets for one visitor message: the body of the
+//! `webhook` agent's POST (in its `airlock` format) and the `command` agent's stdin.
+//!
+//! One object, every field always present:
+//!
+//! ```json
+//! {
+//!   "message": { "id": "…", "seq": 3, "rev": 3, "role": "user", "text": "Hello?",
+//!                "status": "processing", "client_id": "…", "created_at": "…", "updated_at": "…" },
+//!   "session": { "id": "…", "interface": "demo", "interface_title": "Demo", "visitor_id": "…",
+//!                "page_url": "…", "page_title": "…", "referrer": "…", "locale": "…",
+//!                "visitor_name": "…", "context": { … } },
+//!   "history": [ { …message… }, … ],
+//!   "context": { … } | null,
+//!   "system_prompt": "…" | null,
+//!   "attempt": 1
+//! }
+//! ```
+//!
+//! `message` and the `history` entries are [`Message`]s and `session` is a [`SessionContext`],
+//! exactly as the bridge hands them to the connector (optional fields absent when unset).
+//! `history` is oldest first. `context` repeats `session.context` (what the visitor's page sent
+//! with this message) at the top level, where scripts look first. `system_prompt` is the
+//! configured prompt with its tags already filled in. `attempt` is 1 on first delivery.
+
+use airlock_shared::Message;
+use airlock_shared::connector::SessionContext;
+use serde::Serialize;
+
+use super::AgentRequest;
+
+/// The `airlock` JSON for one request; borrows everything from it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct AgentPayload<'a> {
+    pub message: &'a Message,
+    pub session: &'a SessionContext,
+    pub history: &'a [Message],
+    /// Serialised as `null` when absent, so readers can rely on the key being there.
+    pub context: Option<&'a serde_json::Value>,
+    pub system_prompt: Option<&'a str>,
+    pub attempt: u32,
+}
+
+impl<'a> AgentPayload<'a> {
+    pub fn new(request: &'a AgentRequest) -> AgentPayload<'a> {
+        AgentPayload {
+            message: &request.message,
+            session: &request.session,
+            history: &request.history,
+            context: request.session.context.as_ref(),
+            system_prompt: request.system_prompt.as_deref(),
+            attempt: request.attempt,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use airlock_shared::{MessageStatus, Role, time_from_millis};
+    use serde_json::json;
+
+    pub(crate) fn message(id: &str, role: Role, text: &str) -> Message {
+        Message {
+            id: id.into(),
+            seq: 1,
+            rev: 1,
+            role,
+            text: text.into(),
+            html: None,
+            status: MessageStatus::Processing,
+            client_id: None,
+            reply_to: None,
+            error: None,
+            created_at: time_from_millis(0),
+            updated_at: time_from_millis(0),
+        }
+    }
+
+    /// A request as the worker builds it, with some of everything filled in.
+    pub(crate) fn request(text: &str) -> AgentRequest {
+        AgentRequest {
+            message: message("m2", Role::User, text),
+            session: SessionContext {
+                id: "s1".into(),
+                interface: "demo".into(),
+                interface_title: "Demo".into(),
+                visitor_id: "v1".into(),
+                visitor_name: None,
+                page_url: Some("https://example.com/pricing".into()),
+                page_title: None,
+                referrer: None,
+                locale: Some("de".into()),
+                context: Some(json!({"plan": "pro"})),
+            },
+            history: vec![message("m1", Role::User, "earlier")],
+            attempt: 2,
+            system_prompt: Some("Be brief.".into()),
+        }
+    }
+
+    #[test]
+    fn payload_has_every_documented_field() {
+        let request = request("Hello?");
+        let value = serde_json::to_value(AgentPayload::new(&request)).unwrap();
+        assert_eq!(value["message"]["id"], "m2");
+        assert_eq!(value["message"]["text"], "Hello?");
+        assert_eq!(value["session"]["id"], "s1");
+        assert_eq!(value["session"]["page_url"], "https://example.com/pricing");
+        assert_eq!(value["history"][0]["text"], "earlier");
+        assert_eq!(value["context"], json!({"plan": "pro"}));
+        assert_eq!(value["system_prompt"], "Be brief.");
+        assert_eq!(value["attempt"], 2);
+    }
+
+    #[test]
+    fn absent_context_and_prompt_are_null_not_missing() {
+        let mut request = request("Hi");
+        request.session.context = None;
+        request.system_prompt = None;
+        let value = serde_json::to_value(AgentPayload::new(&request)).unwrap();
+        let object = value.as_object().unwrap();
+        assert_eq!(object.get("context"), Some(&serde_json::Value::Null));
+        assert_eq!(object.get("system_prompt"), Some(&serde_json::Value::Null));
+    }
+}
