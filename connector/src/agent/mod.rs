@@ -110,6 +110,28 @@ impl AgentError {
             retryable: false,
         }
     }
+
+    /// An HTTP agent answered `status` (not 2xx). 5xx, 429 and 408 are passing trouble worth a
+    /// retry; any other refusal would be repeated for the same message, so it is permanent.
+    /// `who` names the agent in the message ("the agent", "the webhook").
+    pub fn from_status(who: &str, status: reqwest::StatusCode, detail: Option<&str>) -> AgentError {
+        let message = match detail.filter(|d| !d.is_empty()) {
+            Some(detail) => format!("{who} answered {status}: {detail}"),
+            None => format!("{who} answered {status}"),
+        };
+        if retry_helps(status) {
+            AgentError::retryable(message)
+        } else {
+            AgentError::permanent(message)
+        }
+    }
+}
+
+/// Whether an HTTP failure status may turn into a success when the same request is made again.
+pub fn retry_helps(status: reqwest::StatusCode) -> bool {
+    status.is_server_error()
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
 }
 
 /// Where an agent pushes reply text as it produces it. Cheap to clone; pushing never blocks, and

@@ -22,7 +22,7 @@ use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Agent, AgentError, AgentReply, AgentRequest, DeltaSink};
+use super::{Agent, AgentError, AgentReply, AgentRequest, DeltaSink, retry_helps};
 use crate::config::{OpenAiOptions, Secret};
 use crate::text::cause_chain;
 
@@ -417,23 +417,8 @@ fn in_band_error(error: &Value) -> AgentError {
     }
 }
 
-/// Whether a failed status may turn into a success when asked again unchanged.
-fn retry_helps(status: StatusCode) -> bool {
-    status.is_server_error()
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-}
-
 fn status_error(status: StatusCode, detail: Option<&str>) -> AgentError {
-    let text = match detail {
-        Some(detail) => format!("the agent answered {status}: {detail}"),
-        None => format!("the agent answered {status}"),
-    };
-    if retry_helps(status) {
-        AgentError::retryable(text)
-    } else {
-        AgentError::permanent(text)
-    }
+    AgentError::from_status("the agent", status, detail)
 }
 
 /// The provider's reason from an error body: OpenAI's `{"error": {"message"}}`, or the plainer

@@ -659,22 +659,8 @@ fn json_values(line: &[u8]) -> Option<Vec<Value>> {
     (!values.is_empty()).then_some(values)
 }
 
-/// An HTTP status other than 2xx: 5xx, 429 and 408 are passing trouble; any other refusal will be
-/// repeated for the same message.
 fn status_error(status: StatusCode, body: &str) -> AgentError {
-    let message = if body.is_empty() {
-        format!("the webhook answered {status}")
-    } else {
-        format!("the webhook answered {status}: {body}")
-    };
-    let passing = status.is_server_error()
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT;
-    if passing {
-        AgentError::retryable(message)
-    } else {
-        AgentError::permanent(message)
-    }
+    AgentError::from_status("the webhook", status, Some(body))
 }
 
 fn broken_off(error: &(dyn std::error::Error + 'static)) -> AgentError {
