@@ -115,9 +115,12 @@ impl Bridge {
 
     /// Waits until the bridge has stopped (after its shutdown token was cancelled).
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.server.await.context("server task panicked")??;
+        let served = self.server.await.context("server task panicked");
+        // However serving ended, stop the background work before closing the database.
+        self.shutdown.cancel();
         let _ = self.reaper.await;
         self.state.store.close().await;
+        served??;
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod manage;
 pub mod relay;
+pub mod render;
 pub mod store;
 pub mod testing;
 pub mod tokens;

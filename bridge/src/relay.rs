@@ -100,6 +100,11 @@ impl Relay {
         self.clock.now_ms()
     }
 
+    /// Whether the bridge is shutting down: open streams should end.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
     /// Stores a visitor message (idempotent by `client_id`) and wakes waiting claims.
     pub async fn send(
         &self,

@@ -805,3 +805,200 @@ async fn health_and_readiness_answer() {
     assert_eq!(not_ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     bridge.shutdown().await;
 }
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+struct SseEvent {
+    event: String,
+    id: Option<String>,
+    data: String,
+}
+
+/// Reads SSE events from a streaming response body.
+struct SseReader {
+    body: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>,
+    >,
+    buffer: String,
+}
+
+impl SseReader {
+    fn new(response: reqwest::Response) -> SseReader {
+        SseReader {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped), or `None` when the stream ended.
+    async fn next(&mut self) -> Option<SseEvent> {
+        use futures_util::StreamExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent {
+                    event: "message".into(),
+                    id: None,
+                    data: String::new(),
+                };
+                let mut data_lines = Vec::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event.event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        event.id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data_lines.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+                    }
+                }
+                if data_lines.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                event.data = data_lines.join("\n");
+                return Some(event);
+            }
+            let chunk = self.body.next().await?.ok()?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next `message` event's message.
+    async fn next_message(&mut self) -> Message {
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), self.next())
+                .await
+                .expect("an event within 10 s")
+                .expect("the stream is open");
+            if event.event == "message" {
+                let message: Message = serde_json::from_str(&event.data).unwrap();
+                assert_eq!(
+                    event.id,
+                    Some(message.rev.to_string()),
+                    "the event id is the rev"
+                );
+                return message;
+            }
+        }
+    }
+}
+
+async fn open_events(visitor: &Visitor, last_event_id: Option<i64>) -> reqwest::Response {
+    let mut request = visitor
+        .http
+        .get(visitor.url("events"))
+        .bearer_auth(&visitor.session.session_token);
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id.to_string());
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response
+}
+
+#[tokio::test]
+async fn the_event_stream_shows_each_change_at_once_and_resumes_after_the_last_event_id() {
+    let bridge = TestBridge::start().await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    let connector = Connector::new(&bridge, "streamer").await;
+    let response = open_events(&visitor, None).await;
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let mut events = SseReader::new(response);
+    let status = events.next().await.unwrap();
+    assert_eq!(status.event, "status");
+    assert_eq!(status.data, r#"{"agent_online":false}"#);
+
+    visitor.send("c-1", "hello").await;
+    let sent = events.next_message().await;
+    assert_eq!(
+        (sent.role, sent.status),
+        (Role::User, MessageStatus::Queued)
+    );
+
+    let item = connector.claim(5).await.items.remove(0);
+    let processing = events.next_message().await;
+    assert_eq!(
+        (processing.id.as_str(), processing.status),
+        (sent.id.as_str(), MessageStatus::Processing)
+    );
+    let stream = format!("leases/{}/stream", item.lease_id);
+    connector
+        .call(&stream, json!({"text_delta": "**Hi** "}))
+        .await;
+    let first = events.next_message().await;
+    assert_eq!(
+        (first.role, first.status, first.text.as_str()),
+        (Role::Assistant, MessageStatus::Streaming, "**Hi** ")
+    );
+    connector
+        .call(&stream, json!({"text_delta": "there"}))
+        .await;
+    let grown = events.next_message().await;
+    assert_eq!(grown.text, "**Hi** there");
+    assert_eq!(
+        grown.html.as_deref(),
+        Some("<p><strong>Hi</strong> there</p>\n")
+    );
+    connector
+        .call(
+            &format!("leases/{}/reply", item.lease_id),
+            json!({"text": "**Hi** there!"}),
+        )
+        .await;
+    let done = events.next_message().await;
+    assert_eq!(
+        (done.id.as_str(), done.status),
+        (first.id.as_str(), MessageStatus::Complete)
+    );
+    let answered = events.next_message().await;
+    assert_eq!(
+        (answered.id.as_str(), answered.status),
+        (sent.id.as_str(), MessageStatus::Answered)
+    );
+    assert!(first.rev < grown.rev && grown.rev < done.rev && done.rev < answered.rev);
+
+    // A reconnect after the first streamed version gets every later change once, and nothing
+    // it had already seen.
+    let mut resumed = SseReader::new(open_events(&visitor, Some(first.rev)).await);
+    let mut revs = Vec::new();
+    while revs.len() < 2 {
+        let m = resumed.next_message().await;
+        revs.push((m.id, m.rev));
+    }
+    assert_eq!(
+        revs,
+        [
+            (first.id.clone(), done.rev),
+            (sent.id.clone(), answered.rev)
+        ]
+    );
+
+    // A bad Last-Event-ID is refused, not silently treated as zero.
+    let bad = visitor
+        .http
+        .get(visitor.url("events"))
+        .bearer_auth(&visitor.session.session_token)
+        .header("last-event-id", "yesterday")
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad, StatusCode::BAD_REQUEST, "invalid_last_event_id").await;
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_event_streams() {
+    let bridge = TestBridge::start().await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    let mut events = SseReader::new(open_events(&visitor, None).await);
+    assert_eq!(events.next().await.unwrap().event, "status");
+    let started = Instant::now();
+    bridge.shutdown().await;
+    assert!(events.next().await.is_none(), "the stream ends");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -332,13 +332,20 @@ mod cases {
         let changed = store.messages_after(&s.id, cursor, 100).await.unwrap();
         assert_eq!(changed.len(), 1);
         assert_eq!(changed[0].text, "Hello");
+        assert_eq!(changed[0].html.as_deref(), Some("<p>Hello</p>\n"));
         let done = store
-            .reply(&lease, &c, "Hello!", T0 + 4)
+            .reply(&lease, &c, "Hello, *world*!", T0 + 4)
             .await
             .unwrap()
             .value;
         assert_eq!(done.id, typing.id);
         assert_eq!(done.status, MessageStatus::Complete);
+        // Replies are rendered from Markdown on the bridge, for every client alike.
+        assert_eq!(
+            done.html.as_deref(),
+            Some("<p>Hello, <em>world</em>!</p>\n")
+        );
+        assert_eq!(typing.html, None);
     }
 
     pub async fn fail_with_retry_backs_off_and_keeps_the_session_in_order(store: Store) {

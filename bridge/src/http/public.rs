@@ -1,6 +1,7 @@
 //! The visitor API: public interface config, sessions, sending messages, and the long-poll that
 //! shows replies as they stream.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +10,11 @@ use airlock_shared::visitor::{
     CreateSession, MessageAccepted, MessageList, PublicInterface, SendMessage, SessionCreated,
 };
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, routing};
+use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::error::ApiError;
@@ -31,6 +35,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/sessions/{id}/messages",
             routing::post(send_message).get(list_messages),
         )
+        .route("/sessions/{id}/events", routing::get(events))
 }
 
 /// A published interface by slug; drafts are invisible to visitors.
@@ -213,4 +218,116 @@ async fn list_messages(
         cursor,
         agent_online,
     }))
+}
+
+/// How long one wait of the event stream lasts before it looks at the agent's status again.
+const EVENT_WAIT: Duration = Duration::from_secs(15);
+/// Interval of the keep-alive comments that stop proxies from closing an idle stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<i64>,
+}
+
+/// Where an event stream is: the last change sent, and the agent status last told.
+struct EventCursor {
+    state: Arc<AppState>,
+    session_id: String,
+    interface_id: String,
+    cursor: i64,
+    agent_online: Option<bool>,
+}
+
+/// `GET /sessions/{id}/events`: Server-Sent Events of the session's changes.
+///
+/// `message` events carry a whole message each time it is new or changed (`id:` is its `rev`, so
+/// a reconnect with `Last-Event-ID` resumes exactly after the last change seen); `status` events
+/// carry `{"agent_online": bool}` when it changes. Comments keep idle connections open, and
+/// `X-Accel-Buffering: no` stops nginx from holding events back. The stream ends when the bridge
+/// shuts down; clients reconnect.
+async fn events(
+    State(state): State<Arc<AppState>>,
+    ApiPath(session_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let session = visitor_session(&state, &headers, &session_id).await?;
+    let last_event_id = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be a number")
+                })?,
+        ),
+        None => None,
+    };
+    let start = EventCursor {
+        state,
+        session_id: session.id,
+        interface_id: session.interface_id,
+        cursor: last_event_id.or(query.after).unwrap_or(0),
+        agent_online: None,
+    };
+    let stream = futures_util::stream::unfold(start, next_events)
+        .flat_map(|events| futures_util::stream::iter(events.into_iter().map(Ok::<_, Infallible>)));
+    let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE));
+    Ok(([(HeaderName::from_static("x-accel-buffering"), "no")], sse).into_response())
+}
+
+/// The next batch of events, waiting for one; `None` ends the stream.
+async fn next_events(mut at: EventCursor) -> Option<(Vec<Event>, EventCursor)> {
+    loop {
+        if at.state.relay.is_shutting_down() {
+            return None;
+        }
+        let mut events = Vec::new();
+        // The agent status first (on connect, then after every quiet wait), so a client knows
+        // at once whether its messages will be answered now.
+        let waited_quietly = at.agent_online.is_some();
+        let messages = if at.agent_online.is_none() {
+            Vec::new()
+        } else {
+            match at
+                .state
+                .relay
+                .messages(&at.session_id, at.cursor, EVENT_WAIT)
+                .await
+            {
+                Ok(messages) => messages,
+                Err(err) => {
+                    tracing::warn!(error = %err, "event stream ended: the database failed");
+                    return None;
+                }
+            }
+        };
+        if messages.is_empty() || !waited_quietly {
+            let online = at.state.agent_online(&at.interface_id).await.ok()?;
+            if at.agent_online != Some(online) {
+                at.agent_online = Some(online);
+                events.push(
+                    Event::default()
+                        .event("status")
+                        .json_data(serde_json::json!({"agent_online": online}))
+                        .ok()?,
+                );
+            }
+        }
+        for message in messages {
+            at.cursor = at.cursor.max(message.rev);
+            events.push(
+                Event::default()
+                    .event("message")
+                    .id(message.rev.to_string())
+                    .json_data(&message)
+                    .ok()?,
+            );
+        }
+        if !events.is_empty() {
+            return Some((events, at));
+        }
+    }
 }

@@ -336,12 +336,19 @@ impl Store {
         let message_id = match outbox {
             Some(out) if out.lease_id == lease_id => {
                 if !delta.is_empty() {
+                    let text: String =
+                        sqlx::query_scalar("SELECT text FROM messages WHERE id = $1")
+                            .bind(&out.message_id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    let text = text + delta;
                     let rev = next_rev(&mut tx, &lease.session_id, false, now).await?;
                     sqlx::query(
-                        "UPDATE messages SET text = text || $1, rev = $2, updated_at = $3 \
-                         WHERE id = $4",
+                        "UPDATE messages SET text = $1, html = $2, rev = $3, updated_at = $4 \
+                         WHERE id = $5",
                     )
-                    .bind(delta)
+                    .bind(&text)
+                    .bind(rendered(&text))
                     .bind(rev)
                     .bind(now)
                     .bind(&out.message_id)
@@ -453,7 +460,8 @@ impl Store {
             {
                 let rev = next_rev(&mut tx, &lease.session_id, false, now).await?;
                 sqlx::query(
-                    "UPDATE messages SET text = '', rev = $1, updated_at = $2 WHERE id = $3",
+                    "UPDATE messages SET text = '', html = NULL, rev = $1, updated_at = $2 \
+                     WHERE id = $3",
                 )
                 .bind(rev)
                 .bind(now)
@@ -633,6 +641,11 @@ async fn outbox_row(tx: &mut Tx, inbox_id: &str) -> Result<Option<OutboxRow>> {
     )
 }
 
+/// The sanitised HTML of an assistant reply (none while it is still empty).
+fn rendered(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| crate::render::markdown(text))
+}
+
 /// The assistant message answering an inbox item, about to be created.
 struct NewReply<'a> {
     session_id: &'a str,
@@ -649,13 +662,15 @@ async fn insert_reply(tx: &mut Tx, reply: NewReply<'_>, now: i64) -> Result<Stri
     let rev = next_rev(tx, reply.session_id, true, now).await?;
     let id = new_id("msg");
     sqlx::query(
-        "INSERT INTO messages (id, session_id, seq, rev, role, text, status, reply_to, error, \
-         created_at, updated_at) VALUES ($1, $2, $3, $3, 'assistant', $4, $5, $6, $7, $8, $8)",
+        "INSERT INTO messages (id, session_id, seq, rev, role, text, html, status, reply_to, \
+         error, created_at, updated_at) \
+         VALUES ($1, $2, $3, $3, 'assistant', $4, $5, $6, $7, $8, $9, $9)",
     )
     .bind(&id)
     .bind(reply.session_id)
     .bind(rev)
     .bind(reply.text)
+    .bind(rendered(reply.text))
     .bind(reply.status)
     .bind(reply.inbox_id)
     .bind(reply.error)
@@ -689,10 +704,11 @@ async fn write_reply(
     };
     let rev = next_rev(tx, reply.session_id, false, now).await?;
     sqlx::query(
-        "UPDATE messages SET text = $1, status = $2, error = $3, rev = $4, updated_at = $5 \
-         WHERE id = $6",
+        "UPDATE messages SET text = $1, html = $2, status = $3, error = $4, rev = $5, \
+         updated_at = $6 WHERE id = $7",
     )
     .bind(reply.text)
+    .bind(rendered(reply.text))
     .bind(reply.status)
     .bind(reply.error)
     .bind(rev)
