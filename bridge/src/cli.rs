@@ -4,6 +4,7 @@
 
 use airlock_shared::admin::CreateInterface;
 use airlock_shared::time_from_millis;
+use airlock_shared::visitor::{Appearance, Launcher};
 use anyhow::{Context, bail};
 
 use crate::app::open_store;
@@ -38,7 +39,10 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
 /// Turns a refused operation into a message an operator can act on.
 fn explain(err: ManageError) -> anyhow::Error {
     match err {
-        ManageError::Invalid { message, .. } => anyhow::anyhow!(message),
+        ManageError::Invalid { field, message } if message.starts_with(field) => {
+            anyhow::anyhow!(message)
+        }
+        ManageError::Invalid { field, message } => anyhow::anyhow!("{field}: {message}"),
         ManageError::Store(StoreError::SlugTaken(slug)) => anyhow::anyhow!(
             "the slug `{slug}` is already taken; pick another, or see `airlock-bridge interface list`"
         ),
@@ -92,6 +96,17 @@ async fn interface(
             placeholder,
             prompts,
             persistence,
+            locale,
+            primary_color,
+            theme,
+            font,
+            radius,
+            icon,
+            cover,
+            position,
+            launcher_label,
+            launcher_icon,
+            open_on_load,
             publish,
             json,
         } => {
@@ -104,6 +119,21 @@ async fn interface(
                 placeholder,
                 suggested_prompts: prompts,
                 persistence: Some(persistence),
+                locale,
+                appearance: Appearance {
+                    primary_color,
+                    font,
+                    radius,
+                    theme,
+                    icon,
+                    cover,
+                },
+                launcher: Launcher {
+                    position,
+                    icon: launcher_icon,
+                    label: launcher_label,
+                    open: open_on_load,
+                },
                 publish,
             };
             let row = manage::create_interface(store, request, now)

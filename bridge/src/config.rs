@@ -121,6 +121,8 @@ impl Config {
 }
 
 /// Sub-commands: operate on the configured database directly (no admin key needed).
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the bridge (the default when no sub-command is given).
@@ -139,6 +141,7 @@ pub enum Command {
     Sessions(SessionsCommand),
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum InterfaceCommand {
     /// Create an interface (a draft unless --publish).
@@ -166,6 +169,39 @@ pub enum InterfaceCommand {
         /// `session` (history survives reloads in the tab) or `local` (survives closing the browser).
         #[arg(long, default_value = "session")]
         persistence: String,
+        /// Language of the widget's texts, e.g. `de` (default: the visitor's).
+        #[arg(long)]
+        locale: Option<String>,
+        /// Accent color, e.g. `#3b5bdb`.
+        #[arg(long, default_value = "#3b5bdb")]
+        primary_color: String,
+        /// `light`, `dark` or `auto`.
+        #[arg(long, default_value = "auto")]
+        theme: String,
+        /// CSS font-family list (default: the system font).
+        #[arg(long)]
+        font: Option<String>,
+        /// Corner radius in pixels (0–32).
+        #[arg(long, default_value_t = 12)]
+        radius: u32,
+        /// Header icon: an emoji or an https:// image URL.
+        #[arg(long)]
+        icon: Option<String>,
+        /// Header background: a color or a linear-gradient(…).
+        #[arg(long)]
+        cover: Option<String>,
+        /// Launcher bubble position: `bottom-right` or `bottom-left`.
+        #[arg(long, default_value = "bottom-right")]
+        position: String,
+        /// Launcher bubble label, e.g. "Questions?".
+        #[arg(long)]
+        launcher_label: Option<String>,
+        /// Launcher bubble icon (an emoji).
+        #[arg(long)]
+        launcher_icon: Option<String>,
+        /// Open the chat when the page loads.
+        #[arg(long)]
+        open_on_load: bool,
         /// Publish at once.
         #[arg(long)]
         publish: bool,

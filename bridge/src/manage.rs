@@ -64,6 +64,13 @@ pub async fn create_interface(
         validate::text("suggested_prompts[]", prompt, MAX_LABEL_CHARS)
             .map_err(invalid("suggested_prompts"))?;
     }
+    validate::appearance(&request.appearance)
+        .map_err(|(field, message)| ManageError::Invalid { field, message })?;
+    validate::launcher(&request.launcher)
+        .map_err(|(field, message)| ManageError::Invalid { field, message })?;
+    if let Some(locale) = &request.locale {
+        validate::locale(locale).map_err(invalid("locale"))?;
+    }
     let new = NewInterface {
         name: request.name.unwrap_or_else(|| request.title.clone()),
         slug: request.slug,
@@ -75,6 +82,9 @@ pub async fn create_interface(
             placeholder: request.placeholder,
             suggested_prompts: request.suggested_prompts,
             persistence,
+            locale: request.locale,
+            appearance: request.appearance,
+            launcher: request.launcher,
         },
     };
     Ok(store.create_interface(&new, now).await?)
@@ -128,5 +138,10 @@ pub fn demo_interface() -> CreateInterface {
         ],
         persistence: Some("local".into()),
         publish: true,
+        launcher: airlock_shared::visitor::Launcher {
+            label: Some("Chat with the demo".into()),
+            ..Default::default()
+        },
+        ..Default::default()
     }
 }

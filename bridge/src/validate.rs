@@ -78,6 +78,142 @@ pub fn text(field: &str, value: &str, max_chars: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks the look of an interface. The values end up in CSS custom properties and attributes
+/// of every visitor's page, so only plain, known-safe shapes are accepted.
+pub fn appearance(
+    appearance: &airlock_shared::visitor::Appearance,
+) -> Result<(), (&'static str, String)> {
+    color(&appearance.primary_color).map_err(|m| ("appearance.primary_color", m))?;
+    if let Some(font) = &appearance.font {
+        let ok = !font.is_empty()
+            && font.len() <= 200
+            && font
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || " ,-_'\"".contains(c));
+        if !ok {
+            return Err((
+                "appearance.font",
+                "use a font-family list of letters, digits, spaces, commas, dashes and quotes"
+                    .into(),
+            ));
+        }
+    }
+    if appearance.radius > 32 {
+        return Err(("appearance.radius", "use 0 to 32 (pixels)".into()));
+    }
+    if !["light", "dark", "auto"].contains(&appearance.theme.as_str()) {
+        return Err(("appearance.theme", "use `light`, `dark` or `auto`".into()));
+    }
+    if let Some(icon) = &appearance.icon {
+        self::icon(icon).map_err(|m| ("appearance.icon", m))?;
+    }
+    if let Some(cover) = &appearance.cover
+        && color(cover).is_err()
+        && gradient(cover).is_err()
+    {
+        return Err((
+            "appearance.cover",
+            "use a color like #1e3a8a or a linear-gradient(…) of colors and percentages".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the launcher bubble's settings.
+pub fn launcher(
+    launcher: &airlock_shared::visitor::Launcher,
+) -> Result<(), (&'static str, String)> {
+    if !["bottom-right", "bottom-left"].contains(&launcher.position.as_str()) {
+        return Err((
+            "launcher.position",
+            "use `bottom-right` or `bottom-left`".into(),
+        ));
+    }
+    if let Some(icon) = &launcher.icon {
+        emoji(icon).map_err(|m| ("launcher.icon", m))?;
+    }
+    if let Some(label) = &launcher.label
+        && (label.trim().is_empty() || label.chars().count() > 40)
+    {
+        return Err(("launcher.label", "use 1–40 characters".into()));
+    }
+    Ok(())
+}
+
+/// Checks a language tag such as `en`, `de-CH` or `ar`.
+pub fn locale(tag: &str) -> Result<(), String> {
+    let mut parts = tag.split('-');
+    let language = parts.next().unwrap_or("");
+    let ok = (2..=3).contains(&language.len())
+        && language.chars().all(|c| c.is_ascii_alphabetic())
+        && parts
+            .all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{tag}` is not a language tag like `en` or `de-CH`"
+        ))
+    }
+}
+
+/// `#rgb`, `#rrggbb` or `#rrggbbaa`.
+fn color(value: &str) -> Result<(), String> {
+    let hex = value.strip_prefix('#').unwrap_or("");
+    if matches!(hex.len(), 3 | 6 | 8) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(format!("`{value}` is not a color like #3b5bdb"))
+    }
+}
+
+/// `linear-gradient(…)` made only of angles, colors and percentages.
+fn gradient(value: &str) -> Result<(), String> {
+    let inner = value
+        .strip_prefix("linear-gradient(")
+        .and_then(|v| v.strip_suffix(')'))
+        .ok_or_else(|| "not a linear-gradient(…)".to_string())?;
+    let ok = value.len() <= 200
+        && inner
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " #%,.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err("unexpected characters in the gradient".into())
+    }
+}
+
+/// A short emoji or symbol (no markup).
+fn emoji(value: &str) -> Result<(), String> {
+    let ok = !value.trim().is_empty()
+        && value.chars().count() <= 8
+        && !value
+            .chars()
+            .any(|c| c.is_ascii_punctuation() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err("use an emoji or a short symbol".into())
+    }
+}
+
+/// An emoji, an `https:` image URL or a small `data:image/` URL.
+fn icon(value: &str) -> Result<(), String> {
+    if value.starts_with("https://") || value.starts_with("data:image/") {
+        let ok = value.len() <= 65_536
+            && !value
+                .chars()
+                .any(|c| c.is_whitespace() || "\"'<>()\\".contains(c));
+        return if ok {
+            Ok(())
+        } else {
+            Err("the icon URL holds characters that are not allowed".into())
+        };
+    }
+    emoji(value).map_err(|_| "use an emoji, an https:// image URL or a data:image/ URL".into())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -99,6 +235,65 @@ mod tests {
             assert!(super::slug(bad).is_err(), "{bad}");
         }
         assert!(super::slug("admin").unwrap_err().contains("reserved"));
+    }
+
+    #[test]
+    fn appearance_values_are_safe_shapes_only() {
+        use airlock_shared::visitor::{Appearance, Launcher};
+        let good = Appearance {
+            primary_color: "#0a7".into(),
+            font: Some("\"Inter\", system-ui, sans-serif".into()),
+            radius: 16,
+            theme: "dark".into(),
+            icon: Some("🤖".into()),
+            cover: Some("linear-gradient(135deg, #1e3a8a 0%, #3b82f6 100%)".into()),
+        };
+        assert!(super::appearance(&good).is_ok());
+        for bad in [
+            Appearance {
+                primary_color: "red; background: url(x)".into(),
+                ..good.clone()
+            },
+            Appearance {
+                font: Some("x; } body { display: none".into()),
+                ..good.clone()
+            },
+            Appearance {
+                radius: 99,
+                ..good.clone()
+            },
+            Appearance {
+                theme: "neon".into(),
+                ..good.clone()
+            },
+            Appearance {
+                icon: Some("<img src=x>".into()),
+                ..good.clone()
+            },
+            Appearance {
+                icon: Some("https://x.example/a.png\" onerror=\"x".into()),
+                ..good.clone()
+            },
+            Appearance {
+                cover: Some("url(https://evil.example/x.png)".into()),
+                ..good.clone()
+            },
+            Appearance {
+                cover: Some("linear-gradient(red, url(x))".into()),
+                ..good.clone()
+            },
+        ] {
+            assert!(super::appearance(&bad).is_err(), "{bad:?}");
+        }
+        assert!(super::launcher(&Launcher::default()).is_ok());
+        let top = Launcher {
+            position: "top-left".into(),
+            ..Launcher::default()
+        };
+        assert!(super::launcher(&top).is_err());
+        assert!(super::locale("de-CH").is_ok());
+        assert!(super::locale("ar").is_ok());
+        assert!(super::locale("english please").is_err());
     }
 
     #[test]

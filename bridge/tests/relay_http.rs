@@ -788,13 +788,6 @@ async fn health_and_readiness_answer() {
         .await
         .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
-    let page = http
-        .get(format!("{}/c/demo", bridge.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.text().await.unwrap().contains("/api/v1"));
     // With the database gone, the bridge is up but not ready.
     bridge.store.close().await;
     let not_ready = http
@@ -1001,4 +994,191 @@ async fn shutdown_ends_open_event_streams() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn the_widget_and_its_pages_are_served_with_strict_headers() {
+    let bridge = TestBridge::start().await;
+    let http = http();
+    let get = |path: &str| http.get(format!("{}{path}", bridge.url)).send();
+
+    let js = get("/widget.js").await.unwrap();
+    assert_eq!(js.status(), StatusCode::OK);
+    assert_eq!(
+        js.headers()["content-type"],
+        "application/javascript; charset=utf-8"
+    );
+    assert_eq!(js.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        js.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
+    let css = get("/widget.css").await.unwrap();
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+
+    for (path, framing) in [
+        ("/c/demo", "frame-ancestors 'self'"),
+        ("/embed/demo", "frame-ancestors *"),
+    ] {
+        let page = get(path).await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{path}");
+        let csp = page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains(framing),
+            "{path}: {csp}"
+        );
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
+        let html = page.text().await.unwrap();
+        assert!(html.contains("/widget.js"), "{path} loads the widget");
+        assert!(
+            html.contains("data-interface=\"demo\""),
+            "{path} names the interface"
+        );
+        assert!(!html.contains("{{slug}}"));
+        assert!(
+            !html.contains("<script>") && !html.contains("<style"),
+            "{path} has no inline code"
+        );
+    }
+    let bad = get("/c/Not_A_Slug").await.unwrap();
+    assert_error(bad, StatusCode::NOT_FOUND, "interface_not_found").await;
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_interface_look_is_validated_and_reaches_the_public_config() {
+    let bridge = TestBridge::start().await;
+    let http = http();
+    let create = |body: Value| {
+        http.post(format!("{}/api/v1/admin/interfaces", bridge.url))
+            .bearer_auth(&bridge.admin_key)
+            .json(&body)
+            .send()
+    };
+    let styled = create(json!({
+        "slug": "styled", "title": "Styled", "publish": true, "locale": "de",
+        "appearance": {"primary_color": "#0a7c55", "theme": "dark", "radius": 4, "icon": "🛟",
+                       "cover": "linear-gradient(135deg, #0a7c55 0%, #064e3b 100%)"},
+        "launcher": {"position": "bottom-left", "label": "Fragen?", "open": true}
+    }))
+    .await
+    .unwrap();
+    assert_eq!(styled.status(), StatusCode::CREATED);
+    let public = |slug: &str| {
+        let url = format!("{}/api/v1/interfaces/{slug}", bridge.url);
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let config = public("styled").await;
+    assert_eq!(config["locale"], "de");
+    assert_eq!(config["appearance"]["primary_color"], "#0a7c55");
+    assert_eq!(config["appearance"]["theme"], "dark");
+    assert_eq!(config["launcher"]["position"], "bottom-left");
+    assert_eq!(config["launcher"]["open"], true);
+
+    // Defaults for an interface that set nothing.
+    let demo = public("demo").await;
+    assert_eq!(demo["appearance"]["primary_color"], "#3b5bdb");
+    assert_eq!(demo["launcher"]["position"], "bottom-right");
+
+    for (field, bad) in [
+        (
+            "appearance.primary_color",
+            json!({"appearance": {"primary_color": "red;}*{display:none"}}),
+        ),
+        (
+            "appearance.cover",
+            json!({"appearance": {"cover": "url(https://evil.example/x.png)"}}),
+        ),
+        (
+            "launcher.position",
+            json!({"launcher": {"position": "top-left"}}),
+        ),
+        ("locale", json!({"locale": "<script>"})),
+    ] {
+        let mut body = json!({"slug": "bad", "title": "Bad"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(bad.as_object().unwrap().clone());
+        let refused = create(body).await.unwrap();
+        assert_eq!(
+            refused.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}"
+        );
+        let error: Value = refused.json().await.unwrap();
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(field),
+            "{error}"
+        );
+    }
+    let unknown = create(json!({"slug": "bad", "title": "Bad", "appearance": {"colour": "#fff"}}))
+        .await
+        .unwrap();
+    assert_error(unknown, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert!(
+        public("bad").await["error"].is_object(),
+        "nothing was stored"
+    );
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn browsers_on_other_sites_may_call_the_visitor_api() {
+    let bridge = TestBridge::start().await;
+    let http = http();
+    // The preflight a browser sends before a JSON POST from another origin.
+    let preflight = http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/api/v1/interfaces/demo/sessions", bridge.url),
+        )
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type, authorization",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::OK);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    assert_eq!(preflight.headers()["access-control-max-age"], "7200");
+    let opened = http
+        .post(format!("{}/api/v1/interfaces/demo/sessions", bridge.url))
+        .header("origin", "https://shop.example")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), StatusCode::CREATED);
+    assert_eq!(opened.headers()["access-control-allow-origin"], "*");
+    // Wrong methods still get the envelope.
+    let wrong = http
+        .delete(format!("{}/api/v1/interfaces/demo/sessions", bridge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_error(wrong, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    bridge.shutdown().await;
 }

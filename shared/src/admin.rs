@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Message;
+use crate::visitor::{Appearance, Launcher};
 
 /// `POST /admin/interfaces`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -25,6 +26,13 @@ pub struct CreateInterface {
     /// `session` (default) or `local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence: Option<String>,
+    /// The interface's language for the widget (e.g. `de`); default: the visitor's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub appearance: Appearance,
+    #[serde(default)]
+    pub launcher: Launcher,
     /// Publish at once instead of starting as a draft.
     #[serde(default)]
     pub publish: bool,
@@ -44,6 +52,9 @@ pub struct Interface {
     pub placeholder: String,
     pub suggested_prompts: Vec<String>,
     pub persistence: String,
+    pub locale: Option<String>,
+    pub appearance: Appearance,
+    pub launcher: Launcher,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

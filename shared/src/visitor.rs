@@ -21,6 +21,70 @@ pub struct PublicInterface {
     pub persistence: String,
     /// Whether a connector serving this interface has been seen recently.
     pub agent_online: bool,
+    /// The interface's language (e.g. `de`), when the admin set one.
+    #[serde(default)]
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub appearance: Appearance,
+    #[serde(default)]
+    pub launcher: Launcher,
+}
+
+/// How the chat window looks. Every value is validated by the bridge before it is stored, so a
+/// client may put them into CSS custom properties as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Appearance {
+    /// Accent color, `#rgb`, `#rrggbb` or `#rrggbbaa`.
+    pub primary_color: String,
+    /// A CSS font-family list; `None` uses the system font.
+    pub font: Option<String>,
+    /// Corner radius in pixels (0–32).
+    pub radius: u32,
+    /// `light`, `dark` or `auto` (follows the visitor's system).
+    pub theme: String,
+    /// The header icon: an emoji, or an `https:`/`data:image/` URL.
+    pub icon: Option<String>,
+    /// The header background: a color or a `linear-gradient(…)`.
+    pub cover: Option<String>,
+}
+
+impl Default for Appearance {
+    fn default() -> Self {
+        Appearance {
+            primary_color: "#3b5bdb".into(),
+            font: None,
+            radius: 12,
+            theme: "auto".into(),
+            icon: None,
+            cover: None,
+        }
+    }
+}
+
+/// The launcher bubble of the one-line script embed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Launcher {
+    /// `bottom-right` or `bottom-left`.
+    pub position: String,
+    /// An emoji shown on the bubble; `None` uses a chat icon.
+    pub icon: Option<String>,
+    /// Text next to the bubble, e.g. "Questions?".
+    pub label: Option<String>,
+    /// Open the chat when the page loads.
+    pub open: bool,
+}
+
+impl Default for Launcher {
+    fn default() -> Self {
+        Launcher {
+            position: "bottom-right".into(),
+            icon: None,
+            label: None,
+            open: false,
+        }
+    }
 }
 
 /// `POST /interfaces/{slug}/sessions`: create a session, or resume one with `resume_token`.

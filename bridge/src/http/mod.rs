@@ -30,9 +30,13 @@ const TRUSTED_BODY_LIMIT: usize = 1024 * 1024;
 pub fn router(state: Arc<AppState>) -> Router {
     // Visitors call from any site that embeds the chat; they authenticate with bearer tokens,
     // never cookies, so answering CORS for every origin exposes nothing.
+    // The fallback is set here, inside the CORS layer: set only on the outer router it would
+    // answer browsers' preflight `OPTIONS` requests with 405 before CORS could.
     let visitor = public::routes()
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(VISITOR_BODY_LIMIT))
-        .layer(CorsLayer::permissive());
+        // Browsers may reuse a preflight for two hours instead of repeating it before most calls.
+        .layer(CorsLayer::permissive().max_age(std::time::Duration::from_secs(7200)));
     let trusted = connector::routes()
         .merge(admin::routes())
         .layer(DefaultBodyLimit::max(TRUSTED_BODY_LIMIT));

@@ -1,9 +1,10 @@
-//! Pages and probes: the hosted chat page, the landing page, `/healthz` and `/readyz`.
+//! Pages and probes: the widget and the pages hosting it (`/c/{slug}`, `/embed/{slug}`), the
+//! landing page, `/healthz` and `/readyz`.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Json, Router, routing};
 use serde_json::json;
@@ -13,13 +14,28 @@ use super::extract::ApiPath;
 use crate::app::AppState;
 use crate::validate;
 
-/// The hosted chat page; a plain page over the visitor API until the full widget lands.
+/// The widget, its styles, and the two pages that host it. Embedded at build time: the bridge
+/// needs no files beside its binary.
+const WIDGET_JS: &str = include_str!("../../../web/widget.js");
+const WIDGET_CSS: &str = include_str!("../../../web/widget.css");
 const CHAT_PAGE: &str = include_str!("../../../web/chat.html");
+const EMBED_PAGE: &str = include_str!("../../../web/embed.html");
+
+/// The pages run only the bridge's own script and styles: no inline code, nothing third-party.
+const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data: https:; connect-src 'self'; base-uri 'none'; form-action 'none'";
+
+/// How long browsers and CDNs may reuse the widget before asking again; short, so a bridge
+/// upgrade reaches visitors within minutes.
+const ASSET_CACHE: &str = "public, max-age=300";
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", routing::get(landing))
+        .route("/widget.js", routing::get(widget_js))
+        .route("/widget.css", routing::get(widget_css))
         .route("/c/{slug}", routing::get(chat_page))
+        .route("/embed/{slug}", routing::get(embed_page))
         .route("/healthz", routing::get(healthz))
         .route("/readyz", routing::get(readyz))
 }
@@ -32,22 +48,68 @@ async fn landing() -> Html<&'static str> {
     )
 }
 
+async fn widget_js() -> Response {
+    asset("application/javascript; charset=utf-8", WIDGET_JS)
+}
+
+async fn widget_css() -> Response {
+    asset("text/css; charset=utf-8", WIDGET_CSS)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, ASSET_CACHE),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            // Fonts and styles loaded from a shadow root on another site's page.
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /c/{slug}`: the chat as a page of its own, shareable as a link.
 async fn chat_page(ApiPath(slug): ApiPath<String>) -> Result<Response, ApiError> {
-    // The page itself is static; the slug only has to be well-formed. The page asks the API
-    // whether the interface exists and shows a clear message when it does not.
-    if validate::slug(&slug).is_err() {
+    host_page(CHAT_PAGE, &slug, "frame-ancestors 'self'")
+}
+
+/// `GET /embed/{slug}`: the chat filling an `<iframe>` on any site.
+async fn embed_page(ApiPath(slug): ApiPath<String>) -> Result<Response, ApiError> {
+    host_page(EMBED_PAGE, &slug, "frame-ancestors *")
+}
+
+/// A page hosting the widget for `slug`. The page itself is static; the widget asks the API
+/// whether the interface exists and says so clearly when it does not.
+fn host_page(template: &str, slug: &str, framing: &str) -> Result<Response, ApiError> {
+    // Only a well-formed slug reaches the page, so it is safe in HTML and attributes as is.
+    if validate::slug(slug).is_err() {
         return Err(ApiError::not_found(
             "interface_not_found",
             "No chat interface has that name.",
         ));
     }
+    let csp = format!("{PAGE_CSP}; {framing}");
+    let csp = HeaderValue::from_str(&csp).map_err(ApiError::internal)?;
     Ok((
         [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("strict-origin-when-cross-origin"),
+            ),
+            (header::CONTENT_SECURITY_POLICY, csp),
         ],
-        CHAT_PAGE,
+        template.replace("{{slug}}", slug),
     )
         .into_response())
 }

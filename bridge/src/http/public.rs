@@ -69,6 +69,9 @@ async fn interface_config(
         suggested_prompts: config.suggested_prompts,
         persistence: config.persistence,
         agent_online,
+        locale: config.locale,
+        appearance: config.appearance,
+        launcher: config.launcher,
     }))
 }
 
@@ -230,6 +233,10 @@ struct EventsQuery {
     after: Option<i64>,
 }
 
+/// How often at most a busy event stream looks at the agent's status again (a quiet one looks
+/// after every wait).
+const STATUS_RECHECK: Duration = Duration::from_secs(2);
+
 /// Where an event stream is: the last change sent, and the agent status last told.
 struct EventCursor {
     state: Arc<AppState>,
@@ -237,13 +244,15 @@ struct EventCursor {
     interface_id: String,
     cursor: i64,
     agent_online: Option<bool>,
+    status_checked: tokio::time::Instant,
 }
 
 /// `GET /sessions/{id}/events`: Server-Sent Events of the session's changes.
 ///
 /// `message` events carry a whole message each time it is new or changed (`id:` is its `rev`, so
 /// a reconnect with `Last-Event-ID` resumes exactly after the last change seen); `status` events
-/// carry `{"agent_online": bool}` when it changes. Comments keep idle connections open, and
+/// carry `{"agent_online": bool}` on connect and when it changes (noticed within a wait, or
+/// within seconds while messages flow). Comments keep idle connections open, and
 /// `X-Accel-Buffering: no` stops nginx from holding events back. The stream ends when the bridge
 /// shuts down; clients reconnect.
 async fn events(
@@ -271,6 +280,7 @@ async fn events(
         interface_id: session.interface_id,
         cursor: last_event_id.or(query.after).unwrap_or(0),
         agent_online: None,
+        status_checked: tokio::time::Instant::now(),
     };
     let stream = futures_util::stream::unfold(start, next_events)
         .flat_map(|events| futures_util::stream::iter(events.into_iter().map(Ok::<_, Infallible>)));
@@ -304,7 +314,9 @@ async fn next_events(mut at: EventCursor) -> Option<(Vec<Event>, EventCursor)> {
                 }
             }
         };
-        if messages.is_empty() || !waited_quietly {
+        // Also while busy, so an agent that just came back is told with its first reply.
+        if messages.is_empty() || !waited_quietly || at.status_checked.elapsed() >= STATUS_RECHECK {
+            at.status_checked = tokio::time::Instant::now();
             let online = at.state.agent_online(&at.interface_id).await.ok()?;
             if at.agent_online != Some(online) {
                 at.agent_online = Some(online);

@@ -2,6 +2,7 @@
 
 use airlock_shared::admin::Interface;
 use airlock_shared::time_from_millis;
+use airlock_shared::visitor::{Appearance, Launcher};
 use serde::{Deserialize, Serialize};
 
 use super::{Result, Store, StoreError, is_unique_violation};
@@ -18,6 +19,9 @@ pub struct InterfaceConfig {
     pub suggested_prompts: Vec<String>,
     /// `session` or `local`.
     pub persistence: String,
+    pub locale: Option<String>,
+    pub appearance: Appearance,
+    pub launcher: Launcher,
 }
 
 /// What creating an interface takes (already validated by the caller).
@@ -84,6 +88,9 @@ impl InterfaceRow {
             placeholder: self.config.placeholder.clone(),
             suggested_prompts: self.config.suggested_prompts.clone(),
             persistence: self.config.persistence.clone(),
+            locale: self.config.locale.clone(),
+            appearance: self.config.appearance.clone(),
+            launcher: self.config.launcher.clone(),
             created_at: time_from_millis(self.created_at),
             updated_at: time_from_millis(self.updated_at),
         }
