@@ -4,7 +4,7 @@
 
 use airlock_shared::admin::CreateInterface;
 use airlock_shared::time_from_millis;
-use airlock_shared::visitor::{Appearance, Launcher};
+use airlock_shared::visitor::{Appearance, Launcher, Uploads};
 use anyhow::{Context, bail};
 
 use crate::app::open_store;
@@ -107,9 +107,14 @@ async fn interface(
             launcher_label,
             launcher_icon,
             open_on_load,
+            uploads,
+            upload_max_files,
+            upload_max_mb,
+            upload_types,
             publish,
             json,
         } => {
+            let defaults = Uploads::default();
             let request = CreateInterface {
                 slug,
                 title,
@@ -133,6 +138,16 @@ async fn interface(
                     icon: launcher_icon,
                     label: launcher_label,
                     open: open_on_load,
+                },
+                uploads: Uploads {
+                    enabled: uploads,
+                    max_files: upload_max_files,
+                    max_mb: upload_max_mb,
+                    allowed_types: if upload_types.is_empty() {
+                        defaults.allowed_types
+                    } else {
+                        upload_types
+                    },
                 },
                 publish,
             };

@@ -202,6 +202,18 @@ pub enum InterfaceCommand {
         /// Open the chat when the page loads.
         #[arg(long)]
         open_on_load: bool,
+        /// Let visitors attach files.
+        #[arg(long)]
+        uploads: bool,
+        /// Most files on one message.
+        #[arg(long, default_value_t = 3)]
+        upload_max_files: u32,
+        /// Largest file, in megabytes.
+        #[arg(long, default_value_t = 10)]
+        upload_max_mb: u32,
+        /// A MIME type visitors may attach (repeatable); default: common images, PDF, plain text.
+        #[arg(long = "upload-type")]
+        upload_types: Vec<String>,
         /// Publish at once.
         #[arg(long)]
         publish: bool,

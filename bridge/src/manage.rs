@@ -71,6 +71,8 @@ pub async fn create_interface(
     if let Some(locale) = &request.locale {
         validate::locale(locale).map_err(invalid("locale"))?;
     }
+    validate::uploads(&request.uploads)
+        .map_err(|(field, message)| ManageError::Invalid { field, message })?;
     let new = NewInterface {
         name: request.name.unwrap_or_else(|| request.title.clone()),
         slug: request.slug,
@@ -85,6 +87,7 @@ pub async fn create_interface(
             locale: request.locale,
             appearance: request.appearance,
             launcher: request.launcher,
+            uploads: request.uploads,
         },
     };
     Ok(store.create_interface(&new, now).await?)

@@ -111,11 +111,19 @@ impl Relay {
         session_id: &str,
         client_id: &str,
         text: &str,
+        attachments: &[String],
         context: Option<&serde_json::Value>,
     ) -> Result<crate::store::SendOutcome> {
         let outcome = self
             .store
-            .send_user_message(session_id, client_id, text, context, self.now())
+            .send_user_message(
+                session_id,
+                client_id,
+                text,
+                attachments,
+                context,
+                self.now(),
+            )
             .await?;
         if outcome.created {
             self.wakeups.inbox_changed();

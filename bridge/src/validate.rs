@@ -140,6 +140,47 @@ pub fn launcher(
     Ok(())
 }
 
+/// Most file types one interface may accept, and the largest file it may allow.
+const MAX_UPLOAD_TYPES: usize = 20;
+pub const MAX_UPLOAD_MB: u32 = 25;
+pub const MAX_UPLOAD_FILES: u32 = 10;
+
+/// Checks the upload settings: bounded counts and sizes, well-formed MIME types.
+pub fn uploads(uploads: &airlock_shared::visitor::Uploads) -> Result<(), (&'static str, String)> {
+    if !(1..=MAX_UPLOAD_FILES).contains(&uploads.max_files) {
+        return Err(("uploads.max_files", format!("use 1 to {MAX_UPLOAD_FILES}")));
+    }
+    if !(1..=MAX_UPLOAD_MB).contains(&uploads.max_mb) {
+        return Err((
+            "uploads.max_mb",
+            format!("use 1 to {MAX_UPLOAD_MB} (megabytes)"),
+        ));
+    }
+    if uploads.allowed_types.is_empty() || uploads.allowed_types.len() > MAX_UPLOAD_TYPES {
+        return Err((
+            "uploads.allowed_types",
+            format!("list 1 to {MAX_UPLOAD_TYPES} MIME types, e.g. image/png"),
+        ));
+    }
+    for mime in &uploads.allowed_types {
+        let well_formed = mime.split_once('/').is_some_and(|(kind, sub)| {
+            !kind.is_empty()
+                && kind.bytes().all(|b| b.is_ascii_lowercase())
+                && !sub.is_empty()
+                && sub
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+.-".contains(&b))
+        });
+        if !well_formed {
+            return Err((
+                "uploads.allowed_types",
+                format!("`{mime}` is not a MIME type like image/png"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a language tag such as `en`, `de-CH` or `ar`.
 pub fn locale(tag: &str) -> Result<(), String> {
     let mut parts = tag.split('-');

@@ -1182,3 +1182,230 @@ async fn browsers_on_other_sites_may_call_the_visitor_api() {
     assert_error(wrong, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
     bridge.shutdown().await;
 }
+
+/// A small real PNG: the signature and an IHDR chunk are what sniffing looks at.
+fn png_bytes() -> Vec<u8> {
+    let mut png =
+        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89".to_vec();
+    png.extend_from_slice(&[0u8; 64]);
+    png
+}
+
+async fn upload(
+    visitor: &Visitor,
+    filename: &str,
+    content_type: &str,
+    bytes: Vec<u8>,
+) -> reqwest::Response {
+    let part = reqwest::multipart::Part::bytes(bytes)
+        .file_name(filename.to_string())
+        .mime_str(content_type)
+        .unwrap();
+    visitor
+        .http
+        .post(visitor.url("attachments"))
+        .bearer_auth(&visitor.session.session_token)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn attachments_are_checked_stored_and_delivered_only_to_the_connector(bridge: TestBridge) {
+    let http = http();
+    let created = http
+        .post(format!("{}/api/v1/admin/interfaces", bridge.url))
+        .bearer_auth(&bridge.admin_key)
+        .json(&json!({"slug": "files", "title": "Files", "publish": true,
+            "uploads": {"enabled": true, "max_files": 2, "max_mb": 1,
+                        "allowed_types": ["image/png", "text/plain"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let config: Value = http
+        .get(format!("{}/api/v1/interfaces/files", bridge.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["uploads"]["enabled"], true);
+    assert_eq!(config["uploads"]["max_mb"], 1);
+
+    let visitor = Visitor::open(&bridge.url, "files").await;
+    let uploaded = upload(&visitor, "../../etc/photo.png", "image/png", png_bytes()).await;
+    assert_eq!(uploaded.status(), StatusCode::CREATED);
+    let uploaded: Value = uploaded.json().await.unwrap();
+    let attachment = uploaded["attachment"].clone();
+    assert_eq!(attachment["filename"], "photo.png", "no path survives");
+    assert_eq!(attachment["content_type"], "image/png");
+    assert_eq!(attachment["size"], png_bytes().len());
+    let id = attachment["id"].as_str().unwrap().to_string();
+
+    // Refused uploads, each with its reason.
+    let refusals = [
+        (
+            upload(
+                &visitor,
+                "a.exe",
+                "application/x-msdownload",
+                b"MZ\x90\0".to_vec(),
+            )
+            .await,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "type_not_allowed",
+        ),
+        (
+            upload(&visitor, "fake.png", "image/png", b"just text".to_vec()).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "content_mismatch",
+        ),
+        (
+            upload(&visitor, "notes.txt", "text/plain", png_bytes()).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "content_mismatch",
+        ),
+        (
+            upload(
+                &visitor,
+                "big.txt",
+                "text/plain",
+                vec![b'a'; 1024 * 1024 + 1],
+            )
+            .await,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+        ),
+        (
+            upload(&visitor, "empty.txt", "text/plain", Vec::new()).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_upload",
+        ),
+    ];
+    for (response, status, code) in refusals {
+        assert_error(response, status, code).await;
+    }
+    let no_file = visitor
+        .http
+        .post(visitor.url("attachments"))
+        .bearer_auth(&visitor.session.session_token)
+        .multipart(reqwest::multipart::Form::new().text("note", "no file here"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(no_file, StatusCode::BAD_REQUEST, "invalid_upload").await;
+    let demo = Visitor::open(&bridge.url, "demo").await;
+    assert_error(
+        upload(&demo, "a.png", "image/png", png_bytes()).await,
+        StatusCode::FORBIDDEN,
+        "uploads_disabled",
+    )
+    .await;
+
+    // Sending: unknown, foreign and too many ids are refused; the file goes with the message.
+    let send = |visitor: &Visitor, client_id: &str, ids: Vec<String>| {
+        visitor
+            .http
+            .post(visitor.url("messages"))
+            .bearer_auth(&visitor.session.session_token)
+            .json(&json!({"client_id": client_id, "text": "", "attachments": ids}))
+            .send()
+    };
+    let other = Visitor::open(&bridge.url, "files").await;
+    assert_error(
+        send(&other, "x", vec![id.clone()]).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_attachments",
+    )
+    .await;
+    assert_error(
+        send(&visitor, "x", vec!["att_nope".into()]).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_attachments",
+    )
+    .await;
+    assert_error(
+        send(&visitor, "x", vec![id.clone(), id.clone(), id.clone()])
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_attachments",
+    )
+    .await;
+    let sent = send(&visitor, "with-file", vec![id.clone()]).await.unwrap();
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let sent: Value = sent.json().await.unwrap();
+    assert_eq!(sent["message"]["attachments"][0], attachment);
+    assert_error(
+        send(&visitor, "again", vec![id.clone()]).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_attachments",
+    )
+    .await;
+
+    // The connector gets the reference with the message, and the bytes on request.
+    let connector = Connector::new(&bridge, "files-bot").await;
+    let item = connector.claim(5).await.items.remove(0);
+    assert_eq!(item.message.attachments.len(), 1);
+    assert_eq!(item.message.attachments[0].id, id);
+    let bytes = http
+        .get(format!("{}/api/v1/connector/attachments/{id}", bridge.url))
+        .bearer_auth(&connector.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bytes.status(), StatusCode::OK);
+    assert_eq!(bytes.headers()["content-type"], "image/png");
+    assert_eq!(
+        bytes.headers()["content-disposition"],
+        "attachment; filename=\"photo.png\"; filename*=UTF-8''photo.png"
+    );
+    assert_eq!(bytes.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        bytes.bytes().await.unwrap().as_ref(),
+        png_bytes().as_slice()
+    );
+    // Not for visitors, nor for a connector of another interface.
+    let as_visitor = http
+        .get(format!("{}/api/v1/connector/attachments/{id}", bridge.url))
+        .bearer_auth(&visitor.session.session_token)
+        .send()
+        .await
+        .unwrap();
+    assert_error(as_visitor, StatusCode::UNAUTHORIZED, "invalid_key").await;
+    let (_, demo_key) = airlock_bridge::manage::create_connector_key(
+        &bridge.store,
+        "demo-only",
+        &["demo".into()],
+        0,
+    )
+    .await
+    .unwrap();
+    let foreign = http
+        .get(format!("{}/api/v1/connector/attachments/{id}", bridge.url))
+        .bearer_auth(demo_key)
+        .send()
+        .await
+        .unwrap();
+    assert_error(foreign, StatusCode::NOT_FOUND, "attachment_not_found").await;
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn attachments_are_checked_stored_and_delivered_only_to_the_connector_on_sqlite() {
+    attachments_are_checked_stored_and_delivered_only_to_the_connector(TestBridge::start().await)
+        .await;
+}
+
+#[tokio::test]
+async fn attachments_are_checked_stored_and_delivered_only_to_the_connector_on_postgres() {
+    let Some(db) = common::TestDb::postgres(StoreOptions::default()).await else {
+        return;
+    };
+    attachments_are_checked_stored_and_delivered_only_to_the_connector(
+        TestBridge::start_on(db.store.clone(), None, None).await,
+    )
+    .await;
+}

@@ -18,11 +18,11 @@ mod cases {
         let ifc = interface(&store, "support").await;
         let s = session(&store, &ifc, T0).await;
         let first = store
-            .send_user_message(&s.id, "c-1", "hello", None, T0)
+            .send_user_message(&s.id, "c-1", "hello", &[], None, T0)
             .await
             .unwrap();
         let again = store
-            .send_user_message(&s.id, "c-1", "hello", None, T0 + 5)
+            .send_user_message(&s.id, "c-1", "hello", &[], None, T0 + 5)
             .await
             .unwrap();
         assert!(first.created);
@@ -31,7 +31,7 @@ mod cases {
         assert_eq!(store.transcript(&s.id).await.unwrap().len(), 1);
 
         let reused = store
-            .send_user_message(&s.id, "c-1", "something else", None, T0 + 6)
+            .send_user_message(&s.id, "c-1", "something else", &[], None, T0 + 6)
             .await;
         assert!(matches!(reused, Err(StoreError::ClientIdReused)));
 
@@ -49,12 +49,12 @@ mod cases {
         let b = session(&store, &ifc, T0).await;
         for (i, text) in ["a1", "a2", "a3"].iter().enumerate() {
             store
-                .send_user_message(&a.id, text, text, None, T0 + i as i64)
+                .send_user_message(&a.id, text, text, &[], None, T0 + i as i64)
                 .await
                 .unwrap();
         }
         store
-            .send_user_message(&b.id, "b1", "b1", None, T0 + 10)
+            .send_user_message(&b.id, "b1", "b1", &[], None, T0 + 10)
             .await
             .unwrap();
         let c = connector(&store, "agent", &[]).await;
@@ -114,7 +114,7 @@ mod cases {
         let s = session(&store, &ifc, T0).await;
         let c = connector(&store, "agent", &[]).await;
         store
-            .send_user_message(&s.id, "1", "first", None, T0)
+            .send_user_message(&s.id, "1", "first", &[], None, T0)
             .await
             .unwrap();
         let item = store.claim(&c, 1, LEASE, 20, T0 + 1).await.unwrap().items;
@@ -124,7 +124,7 @@ mod cases {
             .unwrap();
         let context = serde_json::json!({"page": "/pricing"});
         store
-            .send_user_message(&s.id, "2", "second", Some(&context), T0 + 3)
+            .send_user_message(&s.id, "2", "second", &[], Some(&context), T0 + 3)
             .await
             .unwrap();
         let item = store.claim(&c, 1, LEASE, 20, T0 + 4).await.unwrap().items;
@@ -143,11 +143,11 @@ mod cases {
         let a = session(&store, &ifc, T0).await;
         let b = session(&store, &ifc, T0).await;
         store
-            .send_user_message(&a.id, "a", "a", None, T0)
+            .send_user_message(&a.id, "a", "a", &[], None, T0)
             .await
             .unwrap();
         store
-            .send_user_message(&b.id, "b", "b", None, T0 + 1)
+            .send_user_message(&b.id, "b", "b", &[], None, T0 + 1)
             .await
             .unwrap();
         let one = connector(&store, "one", &[]).await;
@@ -167,7 +167,7 @@ mod cases {
         let s = session(&store, &ifc, T0).await;
         let c = connector(&store, "agent", &[]).await;
         store
-            .send_user_message(&s.id, "1", "hi", None, T0)
+            .send_user_message(&s.id, "1", "hi", &[], None, T0)
             .await
             .unwrap();
         let first = store.claim(&c, 1, LEASE, 20, T0).await.unwrap().items;
@@ -208,7 +208,7 @@ mod cases {
         let s = session(&store, &ifc, T0).await;
         let c = connector(&store, "agent", &[]).await;
         store
-            .send_user_message(&s.id, "1", "hi", None, T0)
+            .send_user_message(&s.id, "1", "hi", &[], None, T0)
             .await
             .unwrap();
         let old = store.claim(&c, 1, LEASE, 20, T0).await.unwrap().items;
@@ -267,7 +267,7 @@ mod cases {
         let s = session(&store, &ifc, T0).await;
         let c = connector(&store, "agent", &[]).await;
         let sent = store
-            .send_user_message(&s.id, "1", "hi", None, T0)
+            .send_user_message(&s.id, "1", "hi", &[], None, T0)
             .await
             .unwrap();
         let lease = store.claim(&c, 1, LEASE, 20, T0).await.unwrap().items[0]
@@ -306,7 +306,7 @@ mod cases {
         let s = session(&store, &ifc, T0).await;
         let c = connector(&store, "agent", &[]).await;
         store
-            .send_user_message(&s.id, "1", "hi", None, T0)
+            .send_user_message(&s.id, "1", "hi", &[], None, T0)
             .await
             .unwrap();
         let lease = store.claim(&c, 1, LEASE, 20, T0).await.unwrap().items[0]
@@ -353,11 +353,11 @@ mod cases {
         let s = session(&store, &ifc, T0).await;
         let c = connector(&store, "agent", &[]).await;
         store
-            .send_user_message(&s.id, "1", "first", None, T0)
+            .send_user_message(&s.id, "1", "first", &[], None, T0)
             .await
             .unwrap();
         store
-            .send_user_message(&s.id, "2", "second", None, T0 + 1)
+            .send_user_message(&s.id, "2", "second", &[], None, T0 + 1)
             .await
             .unwrap();
         let lease = store.claim(&c, 5, LEASE, 20, T0 + 2).await.unwrap().items[0]
@@ -407,11 +407,11 @@ mod cases {
         let s = session(&store, &ifc, T0).await;
         let c = connector(&store, "agent", &[]).await;
         let sent = store
-            .send_user_message(&s.id, "1", "hi", None, T0)
+            .send_user_message(&s.id, "1", "hi", &[], None, T0)
             .await
             .unwrap();
         store
-            .send_user_message(&s.id, "2", "next", None, T0)
+            .send_user_message(&s.id, "2", "next", &[], None, T0)
             .await
             .unwrap();
         let mut now = T0;
@@ -463,7 +463,7 @@ mod cases {
         let s = session(&store, &ifc, T0).await;
         let c = connector(&store, "agent", &[]).await;
         store
-            .send_user_message(&s.id, "1", "hi", None, T0)
+            .send_user_message(&s.id, "1", "hi", &[], None, T0)
             .await
             .unwrap();
         let mut now = T0;
@@ -486,11 +486,11 @@ mod cases {
         let s1 = session(&store, &sales, T0).await;
         let s2 = session(&store, &help, T0).await;
         store
-            .send_user_message(&s1.id, "1", "buy", None, T0)
+            .send_user_message(&s1.id, "1", "buy", &[], None, T0)
             .await
             .unwrap();
         store
-            .send_user_message(&s2.id, "1", "help", None, T0)
+            .send_user_message(&s2.id, "1", "help", &[], None, T0)
             .await
             .unwrap();
         let scoped = connector(&store, "help-bot", &["help".to_string()]).await;

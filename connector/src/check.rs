@@ -142,6 +142,7 @@ async fn check_agent(config: &Config) -> bool {
             client_id: None,
             reply_to: None,
             error: None,
+            attachments: Vec::new(),
             created_at: now,
             updated_at: now,
         },

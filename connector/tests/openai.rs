@@ -498,6 +498,7 @@ fn request(text: &str) -> AgentRequest {
             client_id: Some("c1".into()),
             reply_to: None,
             error: None,
+            attachments: Vec::new(),
             created_at: now,
             updated_at: now,
         },

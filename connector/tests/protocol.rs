@@ -168,6 +168,7 @@ fn message(id: &str, role: Role, text: &str, status: MessageStatus) -> Message {
         client_id: None,
         reply_to: None,
         error: None,
+        attachments: Vec::new(),
         created_at: now,
         updated_at: now,
     }

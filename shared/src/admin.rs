@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Message;
-use crate::visitor::{Appearance, Launcher};
+use crate::visitor::{Appearance, Launcher, Uploads};
 
 /// `POST /admin/interfaces`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -33,6 +33,8 @@ pub struct CreateInterface {
     pub appearance: Appearance,
     #[serde(default)]
     pub launcher: Launcher,
+    #[serde(default)]
+    pub uploads: Uploads,
     /// Publish at once instead of starting as a draft.
     #[serde(default)]
     pub publish: bool,
@@ -55,6 +57,7 @@ pub struct Interface {
     pub locale: Option<String>,
     pub appearance: Appearance,
     pub launcher: Launcher,
+    pub uploads: Uploads,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -125,8 +125,21 @@ pub struct Message {
     /// A human explanation when `status` is `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Files the visitor attached (the bytes go only to the connector).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentRef>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A file attached to a message: what it is, not its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentRef {
+    pub id: String,
+    pub filename: String,
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: u64,
 }
 
 /// Turns epoch milliseconds (how the bridge stores time) into a UTC timestamp.
@@ -177,6 +190,7 @@ mod tests {
             client_id: Some("c1".into()),
             reply_to: None,
             error: None,
+            attachments: Vec::new(),
             created_at: time_from_millis(1_700_000_000_123),
             updated_at: time_from_millis(1_700_000_000_123),
         };

@@ -28,6 +28,47 @@ pub struct PublicInterface {
     pub appearance: Appearance,
     #[serde(default)]
     pub launcher: Launcher,
+    #[serde(default)]
+    pub uploads: Uploads,
+}
+
+/// Whether visitors may attach files, and which.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Uploads {
+    pub enabled: bool,
+    /// Most files on one message.
+    pub max_files: u32,
+    /// Largest file, in megabytes.
+    pub max_mb: u32,
+    /// MIME types accepted, e.g. `image/png`; the bridge also checks the content matches.
+    pub allowed_types: Vec<String>,
+}
+
+impl Default for Uploads {
+    fn default() -> Self {
+        Uploads {
+            enabled: false,
+            max_files: 3,
+            max_mb: 10,
+            allowed_types: [
+                "image/png",
+                "image/jpeg",
+                "image/gif",
+                "image/webp",
+                "application/pdf",
+                "text/plain",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// `POST /sessions/{id}/attachments`: the stored file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentUploaded {
+    pub attachment: crate::AttachmentRef,
 }
 
 /// How the chat window looks. Every value is validated by the bridge before it is stored, so a
@@ -126,7 +167,12 @@ pub struct SessionCreated {
 pub struct SendMessage {
     /// The sender's idempotency key: the same `client_id` again returns the same message.
     pub client_id: String,
+    /// The message; may be empty when files are attached.
+    #[serde(default)]
     pub text: String,
+    /// Ids of files uploaded to this session before, to send with the message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
     /// Free-form page context for the agent (page URL, title, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<serde_json::Value>,

@@ -10,6 +10,8 @@ use airlock_shared::connector::{
 };
 use airlock_shared::{MAX_CLAIM_WAIT_SECS, MAX_LEASE_SECS, MIN_LEASE_SECS, time_from_millis};
 use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, routing};
 
 use super::error::ApiError;
@@ -30,6 +32,7 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/connector/me", routing::get(me))
         .route("/connector/claim", routing::post(claim))
+        .route("/connector/attachments/{id}", routing::get(attachment))
         .route("/connector/leases/{lease_id}/extend", routing::post(extend))
         .route("/connector/leases/{lease_id}/stream", routing::post(stream))
         .route("/connector/leases/{lease_id}/reply", routing::post(reply))
@@ -149,4 +152,62 @@ async fn fail(
         .fail(&lease_id, &connector, &error, request.retry)
         .await?;
     Ok(Json(outcome))
+}
+
+/// `GET /connector/attachments/{id}`: the bytes of a file a visitor attached, for a connector
+/// that may serve its interface. Served as a download, never to be rendered.
+async fn attachment(
+    State(state): State<Arc<AppState>>,
+    ConnectorAuth(connector): ConnectorAuth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let file = state
+        .store
+        .attachment(&id)
+        .await?
+        .filter(|file| {
+            connector.all_interfaces || connector.interfaces.contains(&file.interface_slug)
+        })
+        .ok_or_else(|| ApiError::not_found("attachment_not_found", "attachment not found"))?;
+    let content_type =
+        HeaderValue::from_str(&file.reference.content_type).map_err(ApiError::internal)?;
+    let disposition = HeaderValue::from_str(&content_disposition(&file.reference.filename))
+        .map_err(ApiError::internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_DISPOSITION, disposition),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        file.data,
+    )
+        .into_response())
+}
+
+/// `attachment; filename="…"; filename*=UTF-8''…`: an ASCII fallback and the exact name (RFC 6266).
+fn content_disposition(filename: &str) -> String {
+    let ascii: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = filename
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }

@@ -98,6 +98,9 @@ impl From<StoreError> for ApiError {
             StoreError::ClientIdReused => {
                 ApiError::new(StatusCode::CONFLICT, "client_id_reused", message)
             }
+            StoreError::InvalidAttachment(_) => {
+                ApiError::unprocessable("invalid_attachments", message)
+            }
             StoreError::SessionClosed(_) => {
                 ApiError::new(StatusCode::CONFLICT, "session_closed", message)
             }

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_shared::visitor::{
-    CreateSession, MessageAccepted, MessageList, PublicInterface, SendMessage, SessionCreated,
+    AttachmentUploaded, CreateSession, MessageAccepted, MessageList, PublicInterface, SendMessage,
+    SessionCreated,
 };
-use axum::extract::{ConnectInfo, State};
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +22,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, visitor_session};
 use crate::app::AppState;
-use crate::store::{InterfaceRow, NewSession};
+use crate::store::{InterfaceRow, NewAttachment, NewSession};
 use crate::tokens::{RESUME_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, hash_secret, new_secret};
 use crate::validate;
 
@@ -36,6 +38,13 @@ pub fn routes() -> Router<Arc<AppState>> {
             routing::post(send_message).get(list_messages),
         )
         .route("/sessions/{id}/events", routing::get(events))
+        .route(
+            "/sessions/{id}/attachments",
+            // The only visitor call with a big body; the interface's own limit applies inside.
+            routing::post(upload).layer(DefaultBodyLimit::max(
+                validate::MAX_UPLOAD_MB as usize * 1024 * 1024 + 64 * 1024,
+            )),
+        )
 }
 
 /// A published interface by slug; drafts are invisible to visitors.
@@ -51,6 +60,15 @@ async fn published_interface(state: &AppState, slug: &str) -> Result<InterfaceRo
                 format!("No published chat interface is called `{slug}`."),
             )
         })
+}
+
+/// The interface a session belongs to, published or not: a session outlives an unpublish.
+async fn session_interface(state: &AppState, interface_id: &str) -> Result<InterfaceRow, ApiError> {
+    state
+        .store
+        .interface_by_id(interface_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("interface_not_found", "interface not found"))
 }
 
 async fn interface_config(
@@ -72,6 +90,7 @@ async fn interface_config(
         locale: config.locale,
         appearance: config.appearance,
         launcher: config.launcher,
+        uploads: config.uploads,
     }))
 }
 
@@ -173,14 +192,35 @@ async fn send_message(
     let session = visitor_session(&state, &headers, &session_id).await?;
     validate::client_id(&request.client_id)
         .map_err(|m| ApiError::unprocessable("invalid_client_id", m))?;
-    validate::text("text", &request.text, state.max_message_chars)
-        .map_err(|m| ApiError::unprocessable("invalid_text", m))?;
+    if request.attachments.is_empty() {
+        validate::text("text", &request.text, state.max_message_chars)
+            .map_err(|m| ApiError::unprocessable("invalid_text", m))?;
+    } else {
+        // Files may go without words, but not with too many of them.
+        if request.text.chars().count() > state.max_message_chars {
+            return Err(ApiError::unprocessable(
+                "invalid_text",
+                format!("text is longer than {} characters", state.max_message_chars),
+            ));
+        }
+        let uploads = session_interface(&state, &session.interface_id)
+            .await?
+            .config
+            .uploads;
+        if request.attachments.len() > uploads.max_files as usize {
+            return Err(ApiError::unprocessable(
+                "invalid_attachments",
+                format!("at most {} files per message", uploads.max_files),
+            ));
+        }
+    }
     let outcome = state
         .relay
         .send(
             &session.id,
             &request.client_id,
             &request.text,
+            &request.attachments,
             request.context.as_ref(),
         )
         .await?;
@@ -341,5 +381,138 @@ async fn next_events(mut at: EventCursor) -> Option<(Vec<Event>, EventCursor)> {
         if !events.is_empty() {
             return Some((events, at));
         }
+    }
+}
+
+/// `POST /sessions/{id}/attachments`: one file, as the multipart part `file`, checked against the
+/// interface's limits — size, declared type, and content that really is that type — before it
+/// is stored. The visitor then sends its id with a message.
+async fn upload(
+    State(state): State<Arc<AppState>>,
+    ApiPath(session_id): ApiPath<String>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(StatusCode, Json<AttachmentUploaded>), ApiError> {
+    let session = visitor_session(&state, &headers, &session_id).await?;
+    let uploads = session_interface(&state, &session.interface_id)
+        .await?
+        .config
+        .uploads;
+    if !uploads.enabled {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "uploads_disabled",
+            "This chat does not accept files.",
+        ));
+    }
+    let invalid = |message: &str| ApiError::bad_request("invalid_upload", message);
+    let mut multipart = multipart.map_err(|e| invalid(&e.body_text()))?;
+    let max_bytes = uploads.max_mb as usize * 1024 * 1024;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            format!("Files may be at most {} MB.", uploads.max_mb),
+        )
+    };
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(e, &too_large))?
+    {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let filename = clean_filename(field.file_name().unwrap_or(""));
+        let declared = field
+            .content_type()
+            .unwrap_or("application/octet-stream")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if !uploads.allowed_types.contains(&declared) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "type_not_allowed",
+                format!(
+                    "Files of type {declared} are not accepted here; allowed: {}.",
+                    uploads.allowed_types.join(", ")
+                ),
+            ));
+        }
+        let mut data = Vec::new();
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| multipart_error(e, &too_large))?
+        {
+            if data.len() + chunk.len() > max_bytes {
+                return Err(too_large());
+            }
+            data.extend_from_slice(&chunk);
+        }
+        if data.is_empty() {
+            return Err(invalid("The file is empty."));
+        }
+        content_matches(&declared, &data).map_err(|message| {
+            ApiError::unprocessable("content_mismatch", format!("{filename}: {message}"))
+        })?;
+        let attachment = state
+            .store
+            .store_attachment(
+                NewAttachment {
+                    session_id: session.id,
+                    interface_id: session.interface_id,
+                    filename,
+                    content_type: declared,
+                    data,
+                },
+                state.relay.now(),
+            )
+            .await?;
+        return Ok((StatusCode::CREATED, Json(AttachmentUploaded { attachment })));
+    }
+    Err(invalid(
+        "Send the file as a multipart/form-data part named `file`.",
+    ))
+}
+
+/// A broken or oversized multipart body, in the envelope.
+fn multipart_error(error: MultipartError, too_large: &dyn Fn() -> ApiError) -> ApiError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large()
+    } else {
+        ApiError::bad_request("invalid_upload", error.body_text())
+    }
+}
+
+/// Whether the bytes are what the declared type says: a sniffed signature must agree, a type
+/// with a known signature must have it, and text must be UTF-8.
+fn content_matches(declared: &str, data: &[u8]) -> Result<(), String> {
+    match infer::get(data).map(|kind| kind.mime_type()) {
+        Some(found) if found == declared => Ok(()),
+        Some(found) => Err(format!("the file looks like {found}, not {declared}")),
+        None if declared.starts_with("text/") => std::str::from_utf8(data)
+            .map(drop)
+            .map_err(|_| "the file is not UTF-8 text".to_string()),
+        None if infer::is_mime_supported(declared) => {
+            Err(format!("the file is not a valid {declared}"))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The last path segment of a client's file name, without control characters, at most 200
+/// characters; `file` when nothing is left.
+fn clean_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
+    let clean = clean.trim();
+    if clean.is_empty() || clean == "." || clean == ".." {
+        "file".to_string()
+    } else {
+        clean.to_string()
     }
 }

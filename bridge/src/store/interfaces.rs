@@ -2,7 +2,7 @@
 
 use airlock_shared::admin::Interface;
 use airlock_shared::time_from_millis;
-use airlock_shared::visitor::{Appearance, Launcher};
+use airlock_shared::visitor::{Appearance, Launcher, Uploads};
 use serde::{Deserialize, Serialize};
 
 use super::{Result, Store, StoreError, is_unique_violation};
@@ -22,6 +22,7 @@ pub struct InterfaceConfig {
     pub locale: Option<String>,
     pub appearance: Appearance,
     pub launcher: Launcher,
+    pub uploads: Uploads,
 }
 
 /// What creating an interface takes (already validated by the caller).
@@ -91,6 +92,7 @@ impl InterfaceRow {
             locale: self.config.locale.clone(),
             appearance: self.config.appearance.clone(),
             launcher: self.config.launcher.clone(),
+            uploads: self.config.uploads.clone(),
             created_at: time_from_millis(self.created_at),
             updated_at: time_from_millis(self.updated_at),
         }
@@ -153,6 +155,16 @@ impl Store {
         let row: Option<RawInterface> =
             sqlx::query_as(concat!(select_interfaces!(), " WHERE slug = $1"))
                 .bind(slug)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.map(Into::into))
+    }
+
+    /// One interface by id.
+    pub async fn interface_by_id(&self, id: &str) -> Result<Option<InterfaceRow>> {
+        let row: Option<RawInterface> =
+            sqlx::query_as(concat!(select_interfaces!(), " WHERE id = $1"))
+                .bind(id)
                 .fetch_optional(&self.read)
                 .await?;
         Ok(row.map(Into::into))

@@ -10,11 +10,13 @@
 //! time without sleeping. Every write that the bridge acknowledges is committed before the method
 //! returns.
 
+mod attachments;
 mod connectors;
 mod interfaces;
 mod relay;
 mod sessions;
 
+pub use attachments::{NewAttachment, StoredAttachment};
 pub use connectors::ConnectorRow;
 pub use interfaces::{InterfaceConfig, InterfaceRow, NewInterface};
 pub use relay::{ClaimOutcome, DEFAULT_MAX_ATTEMPTS, LeaseWrite};
@@ -46,6 +48,8 @@ pub enum StoreError {
     ClientIdReused,
     #[error("the session is {0}")]
     SessionClosed(String),
+    #[error("attachment `{0}` is not a file uploaded to this session and not yet sent")]
+    InvalidAttachment(String),
     #[error("this lease was superseded: the item was handed out again after the lease expired")]
     LeaseSuperseded,
     #[error("the item of this lease is already {0}")]
@@ -260,7 +264,7 @@ pub fn redact_url(url: &str) -> String {
 macro_rules! message_columns {
     () => {
         "m.id, m.session_id, m.seq, m.rev, m.role, m.text, m.html, m.status, m.client_id, \
-         m.reply_to, m.error, m.created_at, m.updated_at"
+         m.reply_to, m.error, m.attachments, m.created_at, m.updated_at"
     };
 }
 pub(crate) use message_columns;
@@ -279,6 +283,8 @@ pub(crate) struct MessageRow {
     pub client_id: Option<String>,
     pub reply_to: Option<String>,
     pub error: Option<String>,
+    /// JSON array of [`airlock_shared::AttachmentRef`]s.
+    pub attachments: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -296,6 +302,10 @@ impl MessageRow {
             client_id: self.client_id,
             reply_to: self.reply_to,
             error: self.error,
+            attachments: self
+                .attachments
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default(),
             created_at: time_from_millis(self.created_at),
             updated_at: time_from_millis(self.updated_at),
         }

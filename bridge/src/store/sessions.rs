@@ -1,7 +1,7 @@
 //! Sessions (one visitor conversation each), their tokens, and the message log visitors read.
 
 use airlock_shared::admin::SessionSummary;
-use airlock_shared::{Message, time_from_millis};
+use airlock_shared::{AttachmentRef, Message, time_from_millis};
 
 use super::{
     MessageRow, Result, Store, StoreError, is_unique_violation, message_columns, message_in_tx,
@@ -204,6 +204,7 @@ impl Store {
         session_id: &str,
         client_id: &str,
         text: &str,
+        attachments: &[String],
         context: Option<&serde_json::Value>,
         now: i64,
     ) -> Result<SendOutcome> {
@@ -211,14 +212,14 @@ impl Store {
         // index; on the second pass it finds the winner's message.
         for _ in 0..2 {
             match self
-                .try_send_user_message(session_id, client_id, text, context, now)
+                .try_send_user_message(session_id, client_id, text, attachments, context, now)
                 .await
             {
                 Err(StoreError::Database(err)) if is_unique_violation(&err) => continue,
                 other => return other,
             }
         }
-        self.try_send_user_message(session_id, client_id, text, context, now)
+        self.try_send_user_message(session_id, client_id, text, attachments, context, now)
             .await
     }
 
@@ -227,6 +228,7 @@ impl Store {
         session_id: &str,
         client_id: &str,
         text: &str,
+        attachments: &[String],
         context: Option<&serde_json::Value>,
         now: i64,
     ) -> Result<SendOutcome> {
@@ -260,11 +262,14 @@ impl Store {
             return Err(StoreError::SessionClosed(status));
         }
         let rev = next_rev(&mut tx, session_id, true, now).await?;
+        let refs = pending_attachments(&mut tx, session_id, attachments).await?;
         let id = new_id("msg");
         let context = context.map(|c| c.to_string());
+        let refs_json = (!refs.is_empty()).then(|| serde_json::to_string(&refs).expect("refs"));
         sqlx::query(
             "INSERT INTO messages (id, session_id, seq, rev, role, text, status, client_id, context, \
-             created_at, updated_at) VALUES ($1, $2, $3, $3, 'user', $4, 'queued', $5, $6, $7, $7)",
+             attachments, created_at, updated_at) \
+             VALUES ($1, $2, $3, $3, 'user', $4, 'queued', $5, $6, $7, $8, $8)",
         )
         .bind(&id)
         .bind(session_id)
@@ -272,9 +277,17 @@ impl Store {
         .bind(text)
         .bind(client_id)
         .bind(context)
+        .bind(refs_json)
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        for attachment in &refs {
+            sqlx::query("UPDATE attachments SET message_id = $1 WHERE id = $2")
+                .bind(&id)
+                .bind(&attachment.id)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "INSERT INTO inbox (message_id, session_id, interface_id, seq, state, attempts, \
              not_before, created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $5, $5)",
@@ -326,4 +339,35 @@ impl Store {
         .await?;
         Ok(rows.into_iter().map(MessageRow::into_message).collect())
     }
+}
+
+/// The pending attachments of `session_id` named by `ids` (uploaded, not yet sent), in order.
+async fn pending_attachments(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    session_id: &str,
+    ids: &[String],
+) -> Result<Vec<AttachmentRef>> {
+    let mut refs: Vec<AttachmentRef> = Vec::with_capacity(ids.len());
+    for id in ids {
+        let row: Option<(String, String, i64)> = sqlx::query_as(
+            "SELECT filename, content_type, size FROM attachments \
+             WHERE id = $1 AND session_id = $2 AND message_id IS NULL",
+        )
+        .bind(id)
+        .bind(session_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        match row {
+            Some((filename, content_type, size)) if !refs.iter().any(|r| &r.id == id) => {
+                refs.push(AttachmentRef {
+                    id: id.clone(),
+                    filename,
+                    content_type,
+                    size: u64::try_from(size).unwrap_or(0),
+                });
+            }
+            _ => return Err(StoreError::InvalidAttachment(id.clone())),
+        }
+    }
+    Ok(refs)
 }

@@ -88,6 +88,7 @@ mod tests {
                 client_id: Some("c1".into()),
                 reply_to: None,
                 error: None,
+                attachments: Vec::new(),
                 created_at: time_from_millis(0),
                 updated_at: time_from_millis(0),
             },

@@ -476,6 +476,7 @@ mod tests {
             client_id: None,
             reply_to: None,
             error: None,
+            attachments: Vec::new(),
             created_at: time_from_millis(0),
             updated_at: time_from_millis(0),
         }
