@@ -169,6 +169,25 @@ impl BridgeClient {
         read_json(response).await
     }
 
+    /// `GET /connector/attachments/{id}`: the bytes of a file a visitor attached.
+    pub async fn attachment(&self, id: &str) -> Result<Vec<u8>, BridgeError> {
+        let response = self
+            .http
+            .get(self.endpoint(&["attachments", id]))
+            .bearer_auth(self.key.expose())
+            .timeout(CALL_TIMEOUT)
+            .send()
+            .await
+            .map_err(BridgeError::Transport)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(BridgeError::Transport)?;
+        if status.is_success() {
+            Ok(bytes.to_vec())
+        } else {
+            Err(classify_failure(status, &bytes))
+        }
+    }
+
     /// `POST /connector/claim`: leases up to `request.max` items; the bridge holds the request up
     /// to `request.wait` seconds when none is ready and then answers with no items.
     pub async fn claim(&self, request: &ClaimRequest) -> Result<ClaimResponse, BridgeError> {

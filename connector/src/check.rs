@@ -130,6 +130,7 @@ async fn check_agent(config: &Config) -> bool {
         context: None,
     };
     let request = AgentRequest {
+        attachments: Vec::new(),
         system_prompt: prompt.as_ref().map(|p| p.render(&session, now)),
         message: Message {
             id: "msg_check".into(),

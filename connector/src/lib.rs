@@ -20,7 +20,9 @@ use airlock_shared::MAX_CLAIM_WAIT_SECS;
 use airlock_shared::connector::ClaimRequest;
 use tokio_util::sync::CancellationToken;
 
-pub use agent::{Agent, AgentError, AgentReply, AgentRequest, DeltaSink, PromptTemplate};
+pub use agent::{
+    Agent, AgentError, AgentReply, AgentRequest, Attachment, DeltaSink, PromptTemplate,
+};
 pub use config::{Cli, Command, Config};
 
 use crate::bridge::BridgeClient;

@@ -11,7 +11,7 @@ use airlock_shared::connector::{ClaimedItem, FailRequest, StreamRequest};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{Agent, AgentError, AgentRequest, DeltaSink, PromptTemplate};
+use crate::agent::{Agent, AgentError, AgentRequest, Attachment, DeltaSink, PromptTemplate};
 use crate::backoff::Backoff;
 use crate::bridge::{BridgeClient, BridgeError};
 use crate::deltas::{self, STREAM_INTERVAL};
@@ -91,7 +91,25 @@ impl Worker {
             Err(e) => tracing::debug!(error = %e, "typing signal not delivered"),
         }
 
-        let request = AgentRequest::new(item, self.prompt.as_ref(), chrono::Utc::now());
+        let mut attachments = Vec::with_capacity(item.message.attachments.len());
+        for reference in &item.message.attachments {
+            match self.bridge.attachment(&reference.id).await {
+                Ok(data) => attachments.push(Attachment {
+                    reference: reference.clone(),
+                    data,
+                }),
+                Err(e) if ends_item(&e) => return outcome_of(&e),
+                Err(e) => {
+                    let failure = AgentError {
+                        message: format!("cannot fetch the attachment {}: {e}", reference.filename),
+                        retryable: e.is_retryable(),
+                    };
+                    return self.report_failure(lease_id, &failure).await;
+                }
+            }
+        }
+        let request =
+            AgentRequest::new(item, self.prompt.as_ref(), chrono::Utc::now(), attachments);
         let (sink, mut deltas) = DeltaSink::channel();
         let agent = async {
             // The sink lives exactly as long as the agent runs, so the pump sees the end of the

@@ -487,6 +487,7 @@ async fn an_agent_answering_400_is_dead_lettered_at_once_with_its_reason() {
 fn request(text: &str) -> AgentRequest {
     let now = time_from_millis(0);
     AgentRequest {
+        attachments: Vec::new(),
         message: Message {
             id: "m1".into(),
             seq: 1,

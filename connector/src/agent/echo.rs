@@ -77,6 +77,7 @@ mod tests {
 
     fn request(text: &str) -> AgentRequest {
         AgentRequest {
+            attachments: Vec::new(),
             message: Message {
                 id: "m1".into(),
                 seq: 1,

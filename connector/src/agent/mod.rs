@@ -62,12 +62,28 @@ pub struct AgentRequest {
     pub attempt: u32,
     /// The configured system prompt with this message's context filled in, if one is set.
     pub system_prompt: Option<String>,
+    /// The files the visitor attached to the message, with their bytes.
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file the visitor attached, fetched from the bridge before the agent is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub reference: airlock_shared::AttachmentRef,
+    pub data: Vec<u8>,
 }
 
 impl AgentRequest {
-    /// The request for a claimed item, with the system prompt rendered for it at `now`.
-    pub fn new(item: ClaimedItem, prompt: Option<&PromptTemplate>, now: DateTime<Utc>) -> Self {
+    /// The request for a claimed item, with the system prompt rendered for it at `now` and the
+    /// attachments' bytes.
+    pub fn new(
+        item: ClaimedItem,
+        prompt: Option<&PromptTemplate>,
+        now: DateTime<Utc>,
+        attachments: Vec<Attachment>,
+    ) -> Self {
         AgentRequest {
+            attachments,
             system_prompt: prompt.map(|p| p.render(&item.session, now)),
             message: item.message,
             session: item.session,

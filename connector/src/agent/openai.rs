@@ -202,7 +202,70 @@ struct ChatRequest<'a> {
 #[derive(Debug, PartialEq, Eq, Serialize)]
 struct ChatMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    content: Content<'a>,
+}
+
+/// A message's content: plain text, or — for a visitor message with files — parts, the images
+/// among them as `image_url` parts (data URLs), which vision models read.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+enum Content<'a> {
+    Text(&'a str),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Part {
+    Text { text: String },
+    ImageUrl { image_url: ImageUrl },
+}
+
+#[derive(Debug, PartialEq, Eq, Serialize)]
+struct ImageUrl {
+    url: String,
+}
+
+/// Longest text file put into the conversation, in characters.
+const MAX_ATTACHED_TEXT_CHARS: usize = 100_000;
+
+/// The visitor's message with its files: text files inline after the message, images as image
+/// parts, anything else named so the model knows it was sent.
+fn visitor_content(request: &AgentRequest) -> Content<'_> {
+    use base64::Engine;
+    if request.attachments.is_empty() {
+        return Content::Text(&request.message.text);
+    }
+    let mut text = request.message.text.clone();
+    let mut images = Vec::new();
+    for file in &request.attachments {
+        let name = &file.reference.filename;
+        let kind = file.reference.content_type.as_str();
+        if kind.starts_with("image/") {
+            let data = base64::engine::general_purpose::STANDARD.encode(&file.data);
+            images.push(Part::ImageUrl {
+                image_url: ImageUrl {
+                    url: format!("data:{kind};base64,{data}"),
+                },
+            });
+        } else if kind.starts_with("text/") {
+            let body: String = String::from_utf8_lossy(&file.data)
+                .chars()
+                .take(MAX_ATTACHED_TEXT_CHARS)
+                .collect();
+            text.push_str(&format!("\n\n--- {name} ---\n{body}"));
+        } else {
+            text.push_str(&format!(
+                "\n\n[The visitor attached {name} ({kind}, {} bytes), which cannot be shown here.]",
+                file.reference.size
+            ));
+        }
+    }
+    let mut parts = vec![Part::Text {
+        text: text.trim_start().to_string(),
+    }];
+    parts.extend(images);
+    Content::Parts(parts)
 }
 
 /// The conversation as the model sees it: the system prompt, the earlier visitor and assistant
@@ -214,7 +277,7 @@ fn chat_messages(request: &AgentRequest) -> Vec<ChatMessage<'_>> {
         .filter(|p| !p.is_empty())
         .map(|content| ChatMessage {
             role: "system",
-            content,
+            content: Content::Text(content),
         });
     // System and event messages of the session are for the visitor's window, not the model; an
     // empty message (an attachment alone, a cleared reply) would only confuse some servers.
@@ -226,12 +289,12 @@ fn chat_messages(request: &AgentRequest) -> Vec<ChatMessage<'_>> {
         };
         (!m.text.is_empty()).then_some(ChatMessage {
             role,
-            content: &m.text,
+            content: Content::Text(&m.text),
         })
     });
     let visitor = ChatMessage {
         role: "user",
-        content: &request.message.text,
+        content: visitor_content(request),
     };
     system
         .into_iter()
@@ -484,6 +547,7 @@ mod tests {
 
     fn request(text: &str, history: Vec<Message>, system_prompt: Option<&str>) -> AgentRequest {
         AgentRequest {
+            attachments: Vec::new(),
             message: message(Role::User, text),
             session: SessionContext {
                 id: "s1".into(),
@@ -503,10 +567,53 @@ mod tests {
         }
     }
 
+    #[test]
+    fn attached_images_become_image_parts_and_text_files_join_the_message() {
+        let mut request = request("What is this?", Vec::new(), None);
+        let file = |name: &str, kind: &str, data: &[u8]| crate::agent::Attachment {
+            reference: airlock_shared::AttachmentRef {
+                id: format!("att_{name}"),
+                filename: name.into(),
+                content_type: kind.into(),
+                size: data.len() as u64,
+            },
+            data: data.to_vec(),
+        };
+        request.attachments = vec![
+            file("a.png", "image/png", b"\x89PNG"),
+            file("notes.txt", "text/plain", b"line one"),
+            file("doc.pdf", "application/pdf", b"%PDF-1.7"),
+        ];
+        let body = serde_json::to_value(chat_messages(&request)).unwrap();
+        let parts = &body[0]["content"];
+        assert_eq!(parts[0]["type"], "text");
+        let text = parts[0]["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("What is this?\n\n--- notes.txt ---\nline one"),
+            "{text}"
+        );
+        assert!(
+            text.contains("doc.pdf (application/pdf, 8 bytes)"),
+            "{text}"
+        );
+        assert_eq!(parts[1]["type"], "image_url");
+        assert_eq!(
+            parts[1]["image_url"]["url"],
+            "data:image/png;base64,iVBORw=="
+        );
+        // Without files the content stays a plain string.
+        request.attachments.clear();
+        let body = serde_json::to_value(chat_messages(&request)).unwrap();
+        assert_eq!(body[0]["content"], "What is this?");
+    }
+
     fn pairs(messages: &[ChatMessage<'_>]) -> Vec<(String, String)> {
         messages
             .iter()
-            .map(|m| (m.role.to_owned(), m.content.to_owned()))
+            .map(|m| match &m.content {
+                Content::Text(text) => (m.role.to_owned(), (*text).to_owned()),
+                Content::Parts(_) => (m.role.to_owned(), "<parts>".to_owned()),
+            })
             .collect()
     }
 

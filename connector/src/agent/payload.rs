@@ -13,7 +13,9 @@
 //!   "history": [ { …message… }, … ],
 //!   "context": { … } | null,
 //!   "system_prompt": "…" | null,
-//!   "attempt": 1
+//!   "attempt": 1,
+//!   "attachments": [ { "id": "att_…", "filename": "photo.png", "content_type": "image/png",
+//!                      "size": 48213, "data_base64": "iVBORw0…" } ]
 //! }
 //! ```
 //!
@@ -39,6 +41,35 @@ pub(crate) struct AgentPayload<'a> {
     pub context: Option<&'a serde_json::Value>,
     pub system_prompt: Option<&'a str>,
     pub attempt: u32,
+    /// The attached files with their bytes; `[]` when there are none.
+    pub attachments: Vec<PayloadAttachment<'a>>,
+}
+
+/// An attached file in the JSON: the reference's fields plus the bytes in base64.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PayloadAttachment<'a> {
+    pub id: &'a str,
+    pub filename: &'a str,
+    pub content_type: &'a str,
+    pub size: u64,
+    pub data_base64: String,
+}
+
+impl<'a> PayloadAttachment<'a> {
+    pub fn all(request: &'a AgentRequest) -> Vec<PayloadAttachment<'a>> {
+        use base64::Engine;
+        request
+            .attachments
+            .iter()
+            .map(|a| PayloadAttachment {
+                id: &a.reference.id,
+                filename: &a.reference.filename,
+                content_type: &a.reference.content_type,
+                size: a.reference.size,
+                data_base64: base64::engine::general_purpose::STANDARD.encode(&a.data),
+            })
+            .collect()
+    }
 }
 
 impl<'a> AgentPayload<'a> {
@@ -50,6 +81,7 @@ impl<'a> AgentPayload<'a> {
             context: request.session.context.as_ref(),
             system_prompt: request.system_prompt.as_deref(),
             attempt: request.attempt,
+            attachments: PayloadAttachment::all(request),
         }
     }
 }
@@ -81,6 +113,7 @@ pub(crate) mod tests {
     /// A request as the worker builds it, with some of everything filled in.
     pub(crate) fn request(text: &str) -> AgentRequest {
         AgentRequest {
+            attachments: Vec::new(),
             message: message("m2", Role::User, text),
             session: SessionContext {
                 id: "s1".into(),

@@ -54,7 +54,7 @@ use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::payload::AgentPayload;
+use super::payload::{AgentPayload, PayloadAttachment};
 use super::{Agent, AgentError, AgentReply, AgentRequest, DeltaSink};
 use crate::config::{WebhookFormat, WebhookOptions};
 use crate::text::{cause_chain, snippet};
@@ -192,6 +192,7 @@ struct N8nRequest<'a> {
 struct N8nMetadata<'a> {
     message_id: &'a str,
     attempt: u32,
+    attachments: Vec<PayloadAttachment<'a>>,
     #[serde(flatten)]
     session: &'a SessionContext,
 }
@@ -206,6 +207,7 @@ impl<'a> N8nRequest<'a> {
             metadata: N8nMetadata {
                 message_id: &request.message.id,
                 attempt: request.attempt,
+                attachments: PayloadAttachment::all(request),
                 session: &request.session,
             },
         }
