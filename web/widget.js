@@ -22,6 +22,11 @@
       unreachable: "Can't reach the chat service — retrying…",
       failed: "The assistant could not answer this message.",
       gone: "This chat is not available.",
+      attach: "Attach files", lim: "Up to {n} files, {mb} MB each ({t})", drop: "Drop files here to attach them",
+      rm: "Remove {f}", upl: "Uploading {f}", upfail: "The upload failed.",
+      many: "“{f}” was not added: up to {n} files per message.",
+      big: "“{f}” is too large: up to {mb} MB per file.",
+      type: "“{f}” cannot be attached: only {t} files are allowed.",
     },
     de: {
       open: "Chat öffnen", close: "Chat schließen", new: "Neue Unterhaltung", msg: "Nachricht", send: "Senden", ph: "Nachricht schreiben…",
@@ -33,6 +38,11 @@
       unreachable: "Der Chat-Dienst ist nicht erreichbar – neuer Versuch läuft…",
       failed: "Der Assistent konnte diese Nachricht nicht beantworten.",
       gone: "Dieser Chat ist nicht verfügbar.",
+      attach: "Dateien anhängen", lim: "Bis zu {n} Dateien, je {mb} MB ({t})", drop: "Dateien hier ablegen, um sie anzuhängen",
+      rm: "{f} entfernen", upl: "{f} wird hochgeladen", upfail: "Das Hochladen ist fehlgeschlagen.",
+      many: "„{f}“ wurde nicht hinzugefügt: höchstens {n} Dateien pro Nachricht.",
+      big: "„{f}“ ist zu groß: höchstens {mb} MB pro Datei.",
+      type: "„{f}“ kann nicht angehängt werden: erlaubt sind nur {t}-Dateien.",
     },
     ar: {
       open: "فتح المحادثة", close: "إغلاق المحادثة", new: "محادثة جديدة", msg: "رسالة", send: "إرسال", ph: "اكتب رسالة…",
@@ -44,6 +54,11 @@
       unreachable: "تعذّر الوصول إلى خدمة المحادثة — جارٍ إعادة المحاولة…",
       failed: "تعذّر على المساعد الرد على هذه الرسالة.",
       gone: "هذه المحادثة غير متاحة.",
+      attach: "إرفاق ملفات", lim: "حتى {n} ملفات، {mb} ميغابايت لكل ملف ({t})", drop: "أفلت الملفات هنا لإرفاقها",
+      rm: "إزالة {f}", upl: "جارٍ رفع {f}", upfail: "تعذّر رفع الملف.",
+      many: "لم تتم إضافة «{f}»: الحد الأقصى {n} ملفات لكل رسالة.",
+      big: "«{f}» كبير جدًا: الحد الأقصى {mb} ميغابايت لكل ملف.",
+      type: "لا يمكن إرفاق «{f}»: المسموح به فقط ملفات {t}.",
     },
   };
   let locale, L, tfmt;
@@ -93,10 +108,14 @@
   const banner = h("div", "banner", { role: "status", hidden: "" });
   const input = bind(h("textarea", "input", { rows: "1", maxlength: "10000", enterkeyhint: "send", dir: "auto" }), "msg", 1);
   const sendBtn = btn("send", "send", svg("M5 12h14M13 6l6 6-6 6"));
-  const composer = h("div", "composer", {}, input, sendBtn);
+  const clip = "M21 11l-9 9a6 6 0 0 1-8.5-8.5l9-9a4 4 0 0 1 5.7 5.7l-9 9a2 2 0 0 1-2.9-2.9L15 6.6";
+  const attachBtn = btn("attach", "attach", svg(clip)), fileIn = h("input", "file", { type: "file", hidden: "", tabindex: "-1" });
+  const box = h("div", "files", { hidden: "" }), hint = h("div", "drop", { hidden: "" });
+  attachBtn.hidden = true;
+  const composer = h("div", "composer", {}, box, attachBtn, fileIn, input, sendBtn);
   const panel = h("div", "panel", { role: "dialog" },
     h("header", "head", {}, icon, h("div", "titles", {}, title, desc), newBtn, ...(bubble ? [closeBtn] : [])),
-    banner, log, chips, composer);
+    banner, log, chips, composer, hint);
   const lIcon = h("span", "l1"), lLabel = h("span", "label", { hidden: "" });
   const launcher = btn("launcher", "open", lIcon, lLabel, h("span", "l2", {}, svg("M6 6l12 12M18 6 6 18")));
   // Theme variables live on this inner element: custom properties a page declares on the host
@@ -240,6 +259,12 @@
     else if (m.role === "assistant" && m.html != null) {
       if (body._html !== m.html) { body.innerHTML = body._html = m.html; addCopy(body); }
     } else body.textContent = text;
+    body.hidden = m.role === "user" && !text;
+    if ((m.attachments || []).length) {
+      body.after((el._a = el._a || h("div", "attachments")));
+      el._a.replaceChildren(...m.attachments.map((a) =>
+        h("span", "attachment", { title: a.filename + " · " + size(a.size) }, svg(clip), h("bdi", "", {}, a.filename), h("span", "file-size", {}, size(a.size)))));
+    }
     el.hidden = m.role === "assistant" && m.status === "streaming" && !text;
     if (m.created_at) {
       const d = new Date(m.created_at);
@@ -376,7 +401,8 @@
     follow();
   }
   let renewing;
-  const reset = () => { if (ctl) ctl.abort(); store(); S = null; unready(); setState("error"); };
+  // Uploads belong to a session: a new one gets the pending files again.
+  const reset = () => { if (ctl) ctl.abort(); store(); S = null; unready(); setState("error"); files.forEach((c) => c.st !== "failed" && upload(c)); };
   // The session is gone: keep what is shown as read-only history and start a new conversation.
   const expire = () => renewing || (renewing = (async () => {
     reset();
@@ -402,18 +428,18 @@
   };
   const welcome = () => cfg.welcome_message && draw({ id: "welcome", role: "welcome", text: cfg.welcome_message, seq: -1 }, 1);
 
-  async function send(text) {
+  async function send(text, att = []) {
     text = String(text == null ? "" : text).trim();
-    if (!text) return;
-    const cid = "c" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10);
-    draw({ id: cid, client_id: cid, role: "user", text, status: "sending", created_at: new Date().toISOString() });
+    if (!text && !att.length) return;
+    const cid = "c" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10), a = att.map((c) => c.a);
+    draw({ id: cid, client_id: cid, role: "user", text, attachments: a, status: "sending", created_at: new Date().toISOString() });
     log.scrollTop = log.scrollHeight;
     refresh();
     setState("expired");
     for (let n = 0; ; ) {
       await ready;
       try {
-        const r = await call("POST", `/sessions/${S.session_id}/messages`, { client_id: cid, text, context });
+        const r = await call("POST", `/sessions/${S.session_id}/messages`, { client_id: cid, text, context, attachments: a.length ? a.map((x) => x.id) : undefined });
         setState("unreachable");
         setState("error");
         return live(r.message);
@@ -425,6 +451,8 @@
           const el = byId.get(cid);
           if (el) { el.remove(); byId.delete(cid); }
           if (!input.value) input.value = text;
+          att.forEach((c) => { files.push(c); box.append(c.el); if (e.code === "invalid_attachments") upload(c); });
+          sync();
           setState("error", e.msg);
           return refresh();
         } else { setState("unreachable", L.unreachable); await backoff(n++); }
@@ -436,17 +464,79 @@
     input.style.height = Math.min(input.scrollHeight + 2, 160) + "px";
   };
   const submit = () => {
-    const t = input.value;
-    if (!t.trim()) return;
+    const t = input.value, att = files.filter((c) => c.st === "ready");
+    if (sendBtn.disabled || (!t.trim() && !att.length)) return;
     input.value = "";
     grow();
-    send(t);
+    att.forEach(unpend);
+    send(t, att);
   };
   input.addEventListener("input", grow);
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
   });
   sendBtn.onclick = () => { submit(); input.focus(); };
+
+  // ---- attachments: checked against the limits, uploaded as soon as chosen, sent with the next message ----
+  let up = null, V = {};
+  const files = []; // pending: {f: File, el, p: progress, z: size or error, st, a: the bridge's attachment, t, x}
+  const fill = (s, f) => s.replace(/{(\w+)}/g, (_, k) => (k === "f" ? f : V[k]));
+  const size = (n) => {
+    const [u, d] = n < 1024 ? ["byte", 1] : n < 1048576 ? ["kilobyte", 1024] : ["megabyte", 1048576]; // as the bridge counts its limit
+    return new Intl.NumberFormat(panel.lang, { style: "unit", unit: u, maximumFractionDigits: 1 }).format(n / d);
+  };
+  const sync = () => { box.hidden = !files.length; sendBtn.disabled = files.some((c) => c.st === "uploading"); };
+  const mark = (c, st, msg) => {
+    c.st = c.el.dataset.state = st;
+    c.p.hidden = st !== "uploading";
+    if (msg) { c.z.textContent = msg.replace(c.f.name + ": ", ""); setState("error", msg.includes(c.f.name) ? msg : c.f.name + ": " + msg); }
+    sync();
+  };
+  async function upload(c) {
+    const t = (c.t = {});
+    if (c.x) c.x.abort();
+    mark(c, "uploading");
+    c.p.value = 0;
+    await ready;
+    if (c.t !== t) return;
+    const x = (c.x = new XMLHttpRequest()), fd = new FormData();
+    fd.append("file", c.f);
+    x.open("POST", `${API}/sessions/${S.session_id}/attachments`);
+    x.setRequestHeader("Authorization", "Bearer " + S.session_token);
+    x.upload.onprogress = (e) => (c.p.value = e.loaded / e.total || 0);
+    x.onloadend = () => {
+      if (c.t !== t) return;
+      let r = {};
+      try { r = JSON.parse(x.responseText); } catch {}
+      const e = r.error || {};
+      if (x.status === 201) { c.a = r.attachment; mark(c, "ready"); }
+      else if (gone({ status: x.status, code: e.code }) && e.code !== "route_not_found") expire();
+      else mark(c, "failed", e.message || L.upfail);
+    };
+    x.send(fd);
+  }
+  const unpend = (c) => { c.t = 0; if (c.x) c.x.abort(); files.splice(files.indexOf(c), 1); c.el.remove(); sync(); };
+  const add = (list) => {
+    const errs = [];
+    for (const f of list) {
+      const e = files.length >= up.max_files ? L.many : f.size > up.max_mb * 1048576 ? L.big
+        : !(up.allowed_types || []).includes(f.type) ? L.type : "";
+      if (e) { errs.push(fill(e, f.name)); continue; }
+      const c = { f, p: h("progress", "", { max: 1, "aria-label": fill(L.upl, f.name) }), z: h("span", "file-size", {}, size(f.size)) };
+      const x = h("button", "file-remove", { type: "button", "aria-label": fill(L.rm, f.name), title: fill(L.rm, f.name) }, svg("M6 6l12 12M18 6 6 18"));
+      x.onclick = () => { if (c.st === "failed") setState("error"); unpend(c); input.focus(); };
+      c.el = h("div", "file-chip", {}, h("span", "file-name", { dir: "auto", title: f.name }, f.name), c.z, c.p, x);
+      files.push(c);
+      box.append(c.el);
+      upload(c);
+    }
+    setState("error", errs.join(" "));
+  };
+  attachBtn.onclick = () => fileIn.click();
+  fileIn.onchange = () => { add(fileIn.files); fileIn.value = ""; };
+  panel.ondragover = (e) => { if (up && e.dataTransfer.types.includes("Files")) { e.preventDefault(); hint.hidden = false; } };
+  hint.ondragleave = () => (hint.hidden = true);
+  panel.ondrop = (e) => { if (!up) return; e.preventDefault(); hint.hidden = true; add(e.dataTransfer.files); };
 
   // ---- configuration ----
   const ink = (c) => {
@@ -488,6 +578,14 @@
     lLabel.hidden = !ln.label;
     if (ln.label) launcher.setAttribute("aria-label", (launcher.title = ln.label)); // the name holds the visible label
     input.placeholder = c.placeholder || L.ph;
+    const u = c.uploads, ty = (u && u.allowed_types) || [];
+    up = u && u.enabled ? u : null;
+    attachBtn.hidden = !up;
+    V = { n: u && u.max_files, mb: u && u.max_mb, t: ty.map((t) => (t.split(/[/+]/)[1] || t).replace("plain", "txt").replace(/^(x-|vnd\.)/, "").toUpperCase()).join(", ") };
+    fileIn.multiple = V.n > 1;
+    fileIn.accept = ty.join(",");
+    attachBtn.title = fill(L.lim);
+    hint.textContent = L.drop + "\n" + attachBtn.title;
     chips.replaceChildren(...(c.suggested_prompts || []).map((p) => {
       const m = /^([\p{Extended_Pictographic}\p{Regional_Indicator}][\p{Extended_Pictographic}\p{Emoji_Modifier}\u200d\ufe0f]*)\s*(.+)$/su.exec(p);
       const b = h("button", "chip", { type: "button", dir: "auto" });

@@ -3,6 +3,9 @@
 //! themselves, `web/tests/*.test.mjs`, with `node --test`: headless Chromium driven by Playwright
 //! plays the visitor, on a third-party page, in an iframe, on the hosted page and on a phone.
 //!
+//! The `files` interface accepts attachments (two files, 1 MB, PNG and plain text), so a journey
+//! can upload real files and ask the admin API what was stored.
+//!
 //! What only the server side can do happens here too: the `offline` interface has no connector
 //! until a visitor's message waits in it; then one is started, and the open page must show the
 //! reply without a reload.
@@ -75,12 +78,31 @@ async fn the_widget_works_for_visitors_in_a_real_browser() {
     )
     .await;
 
+    create_interface(
+        &http,
+        &bridge,
+        json!({
+            "slug": "files",
+            "title": "Send us a file",
+            "welcome_message": "Attach a screenshot or a text file.",
+            "persistence": "local",
+            "publish": true,
+            "uploads": {
+                "enabled": true,
+                "max_files": 2,
+                "max_mb": 1,
+                "allowed_types": ["image/png", "text/plain"]
+            }
+        }),
+    )
+    .await;
+
     // Everything but `offline` is served from the start.
     let stop = CancellationToken::new();
     let (_, key) = manage::create_connector_key(
         &bridge.store,
         "browser tests",
-        &["demo".into(), "shop".into()],
+        &["demo".into(), "shop".into(), "files".into()],
         now_ms(),
     )
     .await
@@ -89,7 +111,7 @@ async fn the_widget_works_for_visitors_in_a_real_browser() {
         connector_config(&bridge.url, key),
         stop.clone(),
     ));
-    for slug in ["demo", "shop"] {
+    for slug in ["demo", "shop", "files"] {
         wait_until_agent_online(&http, &bridge.url, slug).await;
     }
     let late_connector = tokio::spawn(serve_offline_once_a_visitor_waits(
@@ -98,7 +120,7 @@ async fn the_widget_works_for_visitors_in_a_real_browser() {
         stop.clone(),
     ));
 
-    let passed = run_node_tests(&root, &bridge.url, &artifacts, &chromium).await;
+    let passed = run_node_tests(&root, &bridge, &artifacts, &chromium).await;
 
     stop.cancel();
     for task in [connector, late_connector] {
@@ -118,8 +140,13 @@ async fn the_widget_works_for_visitors_in_a_real_browser() {
 }
 
 /// Runs `node --test` on every `web/tests/*.test.mjs`, its output going straight to ours;
-/// returns whether it passed.
-async fn run_node_tests(root: &Path, bridge_url: &str, artifacts: &Path, chromium: &Path) -> bool {
+/// returns whether it passed. The admin key lets journeys check what the bridge stored.
+async fn run_node_tests(
+    root: &Path,
+    bridge: &TestBridge,
+    artifacts: &Path,
+    chromium: &Path,
+) -> bool {
     let tests_dir = root.join("web").join("tests");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&tests_dir)
         .expect("read web/tests")
@@ -138,7 +165,8 @@ async fn run_node_tests(root: &Path, bridge_url: &str, artifacts: &Path, chromiu
         .arg("--test-reporter=spec")
         .args(&files)
         .current_dir(root)
-        .env("AIRLOCK_BRIDGE_URL", bridge_url)
+        .env("AIRLOCK_BRIDGE_URL", &bridge.url)
+        .env("AIRLOCK_ADMIN_KEY", &bridge.admin_key)
         .env("AIRLOCK_ARTIFACTS", artifacts)
         .env("CHROMIUM", chromium)
         .stdin(Stdio::null())

@@ -2,7 +2,7 @@
 // site on another origin to embed the widget in, and waits that poll a condition until a
 // deadline (never a fixed sleep).
 //
-// The bridge, its interfaces (`demo`, `shop`, `offline`) and the connectors are started by
+// The bridge, its interfaces (`demo`, `shop`, `offline`, `files`) and the connectors are started by
 // demo/tests/browser.rs, which runs these files; run them with
 // `cargo test -p airlock-demo --test browser`.
 
@@ -23,6 +23,7 @@ function required(name) {
 
 export const BRIDGE = required('AIRLOCK_BRIDGE_URL');
 export const ARTIFACTS = required('AIRLOCK_ARTIFACTS');
+const ADMIN_KEY = required('AIRLOCK_ADMIN_KEY');
 fs.mkdirSync(ARTIFACTS, { recursive: true });
 
 /** The widget's host element; Playwright's CSS selectors pierce its open shadow root. */
@@ -34,6 +35,15 @@ export const w = (selector) => `${HOST} ${selector}`;
 export async function interfaceConfig(slug) {
   const response = await fetch(`${BRIDGE}/api/v1/interfaces/${slug}`);
   if (!response.ok) throw new Error(`GET interface ${slug}: ${response.status}`);
+  return response.json();
+}
+
+/** What the bridge stored, as an operator sees it: `GET /api/v1/admin{path}` with the admin key. */
+export async function admin(path) {
+  const response = await fetch(`${BRIDGE}/api/v1/admin${path}`, {
+    headers: { authorization: `Bearer ${ADMIN_KEY}` },
+  });
+  if (!response.ok) throw new Error(`GET admin${path}: ${response.status} ${await response.text()}`);
   return response.json();
 }
 
@@ -236,6 +246,19 @@ export async function widgetState(target) {
         text: (m.querySelector('.airlock-body')?.textContent ?? '').trim(),
         shownText: (m.querySelector('.airlock-body')?.innerText ?? '').trim(),
         shown: shown(m),
+        attachments: [...m.querySelectorAll('.airlock-attachments .airlock-attachment')].map((a) => ({
+          name: a.querySelector('bdi')?.textContent ?? null,
+          text: a.textContent.trim(),
+          title: a.title,
+          shown: shown(a),
+        })),
+      })),
+      // Files chosen for the next message.
+      files: [...root.querySelectorAll('.airlock-files .airlock-file-chip')].map((chip) => ({
+        state: chip.dataset.state,
+        text: chip.textContent.trim(),
+        shown: shown(chip),
+        progress: shown(chip.querySelector('progress')),
       })),
       input: one('textarea.airlock-input')?.value ?? null,
       focus: active

@@ -30,15 +30,34 @@ impl Agent for EchoAgent {
         request: &AgentRequest,
         sink: &DeltaSink,
     ) -> Result<AgentReply, AgentError> {
-        let text = &request.message.text;
-        for (i, word) in words_with_spacing(text).enumerate() {
+        let text = echo_text(request);
+        for (i, word) in words_with_spacing(&text).enumerate() {
             if i > 0 && !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;
             }
             sink.push(word);
         }
-        Ok(AgentReply { text: text.clone() })
+        Ok(AgentReply { text })
     }
+}
+
+/// The visitor's text, followed by a line naming each attached file, so a message that is only
+/// files still gets a reply.
+fn echo_text(request: &AgentRequest) -> String {
+    let mut text = request.message.text.clone();
+    for file in &request.attachments {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        let reference = &file.reference;
+        text.push_str(&format!(
+            "Received {} ({}, {} bytes)",
+            reference.filename,
+            reference.content_type,
+            file.data.len()
+        ));
+    }
+    text
 }
 
 /// Splits `text` into words, each carrying the whitespace that follows it (the first also any
@@ -146,6 +165,30 @@ mod tests {
             deltas.push(d);
         }
         assert_eq!(deltas, ["the ", "quick ", "brown ", "fox"]);
+    }
+
+    #[tokio::test]
+    async fn echo_names_attached_files_so_a_file_only_message_gets_a_reply() {
+        let agent = EchoAgent::new(Duration::ZERO);
+        let (sink, _rx) = DeltaSink::channel();
+        let mut req = request("");
+        req.attachments.push(crate::agent::Attachment {
+            reference: airlock_shared::AttachmentRef {
+                id: "a1".into(),
+                filename: "notes.txt".into(),
+                content_type: "text/plain".into(),
+                size: 5,
+            },
+            data: b"hello".to_vec(),
+        });
+        let reply = agent.respond(&req, &sink).await.unwrap();
+        assert_eq!(reply.text, "Received notes.txt (text/plain, 5 bytes)");
+        req.message.text = "see file".into();
+        let reply = agent.respond(&req, &sink).await.unwrap();
+        assert_eq!(
+            reply.text,
+            "see file\nReceived notes.txt (text/plain, 5 bytes)"
+        );
     }
 
     #[tokio::test]
