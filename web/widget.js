@@ -537,6 +537,7 @@
   panel.ondragover = (e) => { if (up && e.dataTransfer.types.includes("Files")) { e.preventDefault(); hint.hidden = false; } };
   hint.ondragleave = () => (hint.hidden = true);
   panel.ondrop = (e) => { if (!up) return; e.preventDefault(); hint.hidden = true; add(e.dataTransfer.files); };
+  input.addEventListener("paste", (e) => { const f = e.clipboardData && e.clipboardData.files; if (up && f && f.length) { e.preventDefault(); add(f); } });
 
   // ---- configuration ----
   const ink = (c) => {

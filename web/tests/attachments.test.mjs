@@ -1,7 +1,7 @@
 // File attachments. The `files` interface (set up by demo/tests/browser.rs) takes up to two
 // files of at most 1 MB, PNG or plain text; `demo` takes none. A visitor attaches real files —
-// through the file picker and by dropping them on the panel — sends them with a message, and the
-// operator finds them on the stored message. Files over the limits never leave the browser; a
+// through the file picker, by dropping them on the panel and by pasting — sends them with a
+// message, and the operator finds them on the stored message. Files over the limits never leave the browser; a
 // file whose bytes are not what its type says is refused by the bridge, and the visitor is told.
 
 import assert from 'node:assert/strict';
@@ -192,9 +192,18 @@ journey('files over the limits never leave the browser; a PNG that is really tex
   await waitFor(page, 'the dropped file to be uploaded', (s) => s.files[0]?.state === 'ready' && s.files[0].text.startsWith('dropped.txt'));
   assert.equal(uploads.length, 4);
 
+  // Pasting a file into the message field attaches it too.
+  await page.locator(w('textarea.airlock-input')).evaluate((field) => {
+    const data = new DataTransfer();
+    data.items.add(new File(['pasted notes\n'], 'pasted.txt', { type: 'text/plain' }));
+    field.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+  });
+  await waitFor(page, 'the pasted file to be uploaded', (s) => s.files.length === 2 && s.files.every((f) => f.state === 'ready'));
+  assert.equal(uploads.length, 5);
+
   await sendText(page, 'My notes');
   const done = await waitForReply(page, 1);
-  assert.deepEqual(byRole(done, 'user')[0].attachments.map((a) => a.name), ['dropped.txt']);
+  assert.deepEqual(byRole(done, 'user')[0].attachments.map((a) => a.name), ['dropped.txt', 'pasted.txt']);
 });
 
 journey('without uploads (demo) there is no attach button, and German labels come with uploads', async ({ open }) => {
