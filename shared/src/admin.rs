@@ -136,3 +136,26 @@ pub struct DeadLetter {
 pub struct List<T> {
     pub items: Vec<T>,
 }
+
+/// One admin action in the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    /// Who acted: `admin_key:<id> (<name>)`, `configured admin key`, or `cli`.
+    pub actor: String,
+    /// What was done, e.g. `interface.update`.
+    pub action: String,
+    /// What it was done to: a slug, a session id, a connector id.
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+/// `GET /admin/audit`: newest first; pass `next_cursor` as `cursor` for more.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}

@@ -99,8 +99,11 @@ impl FromRequestParts<Arc<AppState>> for ConnectorAuth {
     }
 }
 
-/// A request authenticated with an admin key (the configured one or a stored one).
-pub struct AdminAuth;
+/// A request authenticated with an admin key (the configured one or a stored one); `actor` names
+/// the key for the audit log.
+pub struct AdminAuth {
+    pub actor: String,
+}
 
 impl FromRequestParts<Arc<AppState>> for AdminAuth {
     type Rejection = ApiError;
@@ -115,17 +118,23 @@ impl FromRequestParts<Arc<AppState>> for AdminAuth {
                 "Send the admin key as `Authorization: Bearer <key>`.",
             )
         })?;
-        let configured = state
+        if state
             .configured_admin_key_hash
             .as_deref()
-            .is_some_and(|hash| secret_matches(key, hash));
-        if configured || state.store.admin_key_exists(&hash_secret(key)).await? {
-            Ok(AdminAuth)
-        } else {
-            Err(ApiError::unauthorized(
+            .is_some_and(|hash| secret_matches(key, hash))
+        {
+            return Ok(AdminAuth {
+                actor: "configured admin key".into(),
+            });
+        }
+        match state.store.admin_key_by_hash(&hash_secret(key)).await? {
+            Some((id, name)) => Ok(AdminAuth {
+                actor: format!("admin_key:{id} ({name})"),
+            }),
+            None => Err(ApiError::unauthorized(
                 "invalid_key",
                 "The admin key is not valid.",
-            ))
+            )),
         }
     }
 }

@@ -214,15 +214,14 @@ impl Store {
         Ok(id)
     }
 
-    /// Whether a live admin key hashes to `key_hash`.
-    pub async fn admin_key_exists(&self, key_hash: &str) -> Result<bool> {
-        let found: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM admin_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+    /// The `(id, name)` of the live admin key that hashes to `key_hash`, if any.
+    pub async fn admin_key_by_hash(&self, key_hash: &str) -> Result<Option<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, name FROM admin_keys WHERE key_hash = $1 AND revoked_at IS NULL",
         )
         .bind(key_hash)
         .fetch_optional(&self.read)
-        .await?;
-        Ok(found.is_some())
+        .await?)
     }
 
     /// How many live admin keys are stored.

@@ -11,6 +11,7 @@
 //! returns.
 
 mod attachments;
+mod audit;
 mod connectors;
 mod interfaces;
 mod relay;

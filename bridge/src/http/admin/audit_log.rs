@@ -1,0 +1,47 @@
+//! `/admin/audit`: who did what, newest first.
+
+use std::sync::Arc;
+
+use airlock_shared::admin::AuditPage;
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::{AdminAuth, ApiQuery};
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+/// Audit cursors are `<at>.<id>` of the last entry of the previous page.
+pub async fn list(
+    _: AdminAuth,
+    State(state): State<Arc<AppState>>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let before = match query.cursor.as_deref() {
+        Some(cursor) => Some(
+            cursor
+                .split_once('.')
+                .and_then(|(at, id)| Some((at.parse().ok()?, id.to_string())))
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_cursor", "cursor is not one this API returned")
+                })?,
+        ),
+        None => None,
+    };
+    let items = state.store.list_audit(before, limit).await?;
+    let next_cursor = (items.len() == limit as usize)
+        .then(|| {
+            items
+                .last()
+                .map(|e| format!("{}.{}", e.at.timestamp_millis(), e.id))
+        })
+        .flatten();
+    Ok(Json(AuditPage { items, next_cursor }))
+}
