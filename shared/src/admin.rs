@@ -8,6 +8,7 @@ use crate::visitor::{Appearance, Launcher, Uploads};
 
 /// `POST /admin/interfaces`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateInterface {
     pub slug: String,
@@ -42,6 +43,7 @@ pub struct CreateInterface {
 
 /// An interface as admins see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Interface {
     pub id: String,
     pub slug: String,
@@ -64,6 +66,7 @@ pub struct Interface {
 
 /// `POST /admin/connectors`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateConnector {
     pub name: String,
@@ -74,6 +77,7 @@ pub struct CreateConnector {
 
 /// A connector key as admins see it. `key` is present only in the answer to its creation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Connector {
     pub id: String,
     pub name: String,
@@ -89,6 +93,7 @@ pub struct Connector {
 
 /// One row of the session list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionSummary {
     pub id: String,
     pub interface: String,
@@ -106,6 +111,7 @@ pub struct SessionSummary {
 
 /// `GET /admin/sessions`: newest activity first; pass `next_cursor` as `cursor` for more.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionPage {
     pub sessions: Vec<SessionSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,6 +120,7 @@ pub struct SessionPage {
 
 /// `GET /admin/sessions/{id}`: one session and its whole transcript.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transcript {
     pub session: SessionSummary,
     pub messages: Vec<Message>,
@@ -121,6 +128,7 @@ pub struct Transcript {
 
 /// One dead-lettered inbox item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeadLetter {
     pub message: Message,
     pub session_id: String,
@@ -133,12 +141,14 @@ pub struct DeadLetter {
 
 /// A list wrapper so every list endpoint answers an object, never a bare array.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct List<T> {
     pub items: Vec<T>,
 }
 
 /// One admin action in the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub id: String,
     pub at: DateTime<Utc>,
@@ -154,6 +164,7 @@ pub struct AuditEntry {
 
 /// `GET /admin/audit`: newest first; pass `next_cursor` as `cursor` for more.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditPage {
     pub items: Vec<AuditEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

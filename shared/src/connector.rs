@@ -7,6 +7,7 @@ use crate::Message;
 
 /// `POST /connector/claim`: lease up to `max` inbox items, waiting up to `wait` seconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     #[serde(default = "default_max")]
@@ -43,12 +44,14 @@ impl Default for ClaimRequest {
 
 /// The answer to a claim: possibly empty when the wait ran out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClaimResponse {
     pub items: Vec<ClaimedItem>,
 }
 
 /// One leased inbox item: the visitor message and what the agent needs to answer it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClaimedItem {
     /// Use this for extend / stream / reply / fail. A redelivery gets a new one.
     pub lease_id: String,
@@ -63,6 +66,7 @@ pub struct ClaimedItem {
 
 /// Who the agent is talking to and where.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionContext {
     pub id: String,
     pub interface: String,
@@ -86,6 +90,7 @@ pub struct SessionContext {
 
 /// `GET /connector/me`: which connector a key belongs to and what it may serve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectorIdentity {
     pub id: String,
     pub name: String,
@@ -96,6 +101,7 @@ pub struct ConnectorIdentity {
 
 /// `POST /connector/leases/{lease_id}/extend`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ExtendRequest {
     #[serde(default = "default_lease_secs")]
@@ -104,6 +110,7 @@ pub struct ExtendRequest {
 
 /// The answer to an extend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseExtended {
     pub lease_id: String,
     pub lease_expires_at: DateTime<Utc>,
@@ -111,6 +118,7 @@ pub struct LeaseExtended {
 
 /// `POST /connector/leases/{lease_id}/stream`: a piece of the reply, or a typing signal.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StreamRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -121,6 +129,7 @@ pub struct StreamRequest {
 
 /// `POST /connector/leases/{lease_id}/reply`: the final reply. Idempotent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReplyRequest {
     pub text: String,
@@ -128,6 +137,7 @@ pub struct ReplyRequest {
 
 /// `POST /connector/leases/{lease_id}/fail`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FailRequest {
     pub error: String,
@@ -139,12 +149,14 @@ pub struct FailRequest {
 
 /// The answer to stream and reply: the assistant message as the visitor now sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReplyState {
     pub message: Message,
 }
 
 /// What became of an item after `fail`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FailOutcome {
     /// `queued` (will be offered again) or `dead` (dead-lettered).
     pub state: String,

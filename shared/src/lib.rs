@@ -32,6 +32,7 @@ pub const DEFAULT_LEASE_SECS: u64 = 30;
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     User,
@@ -67,6 +68,7 @@ impl Role {
 /// `answered` once the reply is stored, `failed` when it was dead-lettered. An assistant message
 /// is `streaming` while deltas arrive, then `complete` (or `failed` when dead-lettered mid-way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
     Queued,
@@ -108,6 +110,7 @@ impl MessageStatus {
 /// the message's latest version: a streaming reply gets a new `rev` each time it grows, so a
 /// client that asks for everything after its cursor sees it again with more text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Message {
     pub id: String,
     pub seq: i64,
@@ -134,6 +137,7 @@ pub struct Message {
 
 /// A file attached to a message: what it is, not its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttachmentRef {
     pub id: String,
     pub filename: String,

@@ -6,6 +6,7 @@ use crate::Message;
 
 /// `GET /interfaces/{slug}`: what a chat window needs to draw itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicInterface {
     pub slug: String,
     pub title: String,
@@ -34,6 +35,7 @@ pub struct PublicInterface {
 
 /// Whether visitors may attach files, and which.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Uploads {
     pub enabled: bool,
@@ -67,6 +69,7 @@ impl Default for Uploads {
 
 /// `POST /sessions/{id}/attachments`: the stored file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttachmentUploaded {
     pub attachment: crate::AttachmentRef,
 }
@@ -74,6 +77,7 @@ pub struct AttachmentUploaded {
 /// How the chat window looks. Every value is validated by the bridge before it is stored, so a
 /// client may put them into CSS custom properties as they are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Appearance {
     /// Accent color, `#rgb`, `#rrggbb` or `#rrggbbaa`.
@@ -105,6 +109,7 @@ impl Default for Appearance {
 
 /// The launcher bubble of the one-line script embed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Launcher {
     /// `bottom-right` or `bottom-left`.
@@ -130,6 +135,7 @@ impl Default for Launcher {
 
 /// `POST /interfaces/{slug}/sessions`: create a session, or resume one with `resume_token`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,6 +154,7 @@ pub struct CreateSession {
 
 /// The answer to a session create or resume. Both tokens are shown only here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionCreated {
     pub session_id: String,
     pub session_token: String,
@@ -163,6 +170,7 @@ pub struct SessionCreated {
 
 /// `POST /sessions/{id}/messages`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
     /// The sender's idempotency key: the same `client_id` again returns the same message.
@@ -180,12 +188,14 @@ pub struct SendMessage {
 
 /// The answer to a send: the stored message (202 Accepted, after commit).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessageAccepted {
     pub message: Message,
 }
 
 /// `GET /sessions/{id}/messages?after=…&wait=…`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessageList {
     /// Messages whose latest version is newer than `after`, oldest change first.
     pub messages: Vec<Message>,

@@ -8,11 +8,14 @@ use airlock_shared::connector::{
     ClaimRequest, ClaimResponse, ConnectorIdentity, ExtendRequest, FailOutcome, FailRequest,
     LeaseExtended, ReplyRequest, ReplyState, StreamRequest,
 };
+use airlock_shared::error::ErrorEnvelope;
 use airlock_shared::{MAX_CLAIM_WAIT_SECS, MAX_LEASE_SECS, MIN_LEASE_SECS, time_from_millis};
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router, routing};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ConnectorAuth};
@@ -28,15 +31,15 @@ const MAX_REPLY_CHARS: usize = 100_000;
 /// Longest failure description kept.
 const MAX_ERROR_CHARS: usize = 2_000;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/connector/me", routing::get(me))
-        .route("/connector/claim", routing::post(claim))
-        .route("/connector/attachments/{id}", routing::get(attachment))
-        .route("/connector/leases/{lease_id}/extend", routing::post(extend))
-        .route("/connector/leases/{lease_id}/stream", routing::post(stream))
-        .route("/connector/leases/{lease_id}/reply", routing::post(reply))
-        .route("/connector/leases/{lease_id}/fail", routing::post(fail))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(claim))
+        .routes(routes!(attachment))
+        .routes(routes!(extend))
+        .routes(routes!(stream))
+        .routes(routes!(reply))
+        .routes(routes!(fail))
 }
 
 fn lease_ms(lease_secs: u64) -> Result<i64, ApiError> {
@@ -50,6 +53,10 @@ fn lease_ms(lease_secs: u64) -> Result<i64, ApiError> {
 }
 
 /// Who the key belongs to: lets `airlock-connector check` verify a key without claiming.
+#[utoipa::path(get, path = "/connector/me", tag = "connector",
+    summary = "Which connector this key is and which interfaces it serves",
+    security(("connector_key" = [])),
+    responses((status = 200, body = ConnectorIdentity), (status = 401, body = ErrorEnvelope)))]
 async fn me(ConnectorAuth(connector): ConnectorAuth) -> Json<ConnectorIdentity> {
     Json(ConnectorIdentity {
         id: connector.id,
@@ -59,6 +66,10 @@ async fn me(ConnectorAuth(connector): ConnectorAuth) -> Json<ConnectorIdentity> 
     })
 }
 
+#[utoipa::path(post, path = "/connector/claim", tag = "connector",
+    summary = "Lease the next visitor messages; long-polls up to `wait_secs`",
+    request_body = ClaimRequest, security(("connector_key" = [])),
+    responses((status = 200, body = ClaimResponse), (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 async fn claim(
     State(state): State<Arc<AppState>>,
     ConnectorAuth(connector): ConnectorAuth,
@@ -85,6 +96,10 @@ async fn claim(
     Ok(Json(ClaimResponse { items }))
 }
 
+#[utoipa::path(post, path = "/connector/leases/{lease_id}/extend", tag = "connector",
+    summary = "Keep a lease while the agent works",
+    params(("lease_id" = String, Path)), request_body = ExtendRequest, security(("connector_key" = [])),
+    responses((status = 200, body = LeaseExtended), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 async fn extend(
     State(state): State<Arc<AppState>>,
     ConnectorAuth(connector): ConnectorAuth,
@@ -99,6 +114,10 @@ async fn extend(
     }))
 }
 
+#[utoipa::path(post, path = "/connector/leases/{lease_id}/stream", tag = "connector",
+    summary = "Append reply text as it is generated (visible to the visitor at once)",
+    params(("lease_id" = String, Path)), request_body = StreamRequest, security(("connector_key" = [])),
+    responses((status = 200, body = ReplyState), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 async fn stream(
     State(state): State<Arc<AppState>>,
     ConnectorAuth(connector): ConnectorAuth,
@@ -125,6 +144,10 @@ async fn stream(
     Ok(Json(ReplyState { message }))
 }
 
+#[utoipa::path(post, path = "/connector/leases/{lease_id}/reply", tag = "connector",
+    summary = "Finish the reply (idempotent)",
+    params(("lease_id" = String, Path)), request_body = ReplyRequest, security(("connector_key" = [])),
+    responses((status = 200, body = ReplyState), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 async fn reply(
     State(state): State<Arc<AppState>>,
     ConnectorAuth(connector): ConnectorAuth,
@@ -140,6 +163,10 @@ async fn reply(
     Ok(Json(ReplyState { message }))
 }
 
+#[utoipa::path(post, path = "/connector/leases/{lease_id}/fail", tag = "connector",
+    summary = "Give the item back: retried with back-off, or dead-lettered",
+    params(("lease_id" = String, Path)), request_body = FailRequest, security(("connector_key" = [])),
+    responses((status = 200, body = FailOutcome), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 async fn fail(
     State(state): State<Arc<AppState>>,
     ConnectorAuth(connector): ConnectorAuth,
@@ -156,6 +183,11 @@ async fn fail(
 
 /// `GET /connector/attachments/{id}`: the bytes of a file a visitor attached, for a connector
 /// that may serve its interface. Served as a download, never to be rendered.
+#[utoipa::path(get, path = "/connector/attachments/{id}", tag = "connector",
+    summary = "The bytes of a file a visitor attached (as a download)",
+    params(("id" = String, Path)), security(("connector_key" = [])),
+    responses((status = 200, content_type = "application/octet-stream", description = "The file"),
+        (status = 404, body = ErrorEnvelope)))]
 async fn attachment(
     State(state): State<Arc<AppState>>,
     ConnectorAuth(connector): ConnectorAuth,

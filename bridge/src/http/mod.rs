@@ -11,13 +11,20 @@ pub mod public;
 
 use std::sync::Arc;
 
+use std::sync::OnceLock;
+
 use airlock_shared::API_PREFIX;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use tower_http::cors::CorsLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 
@@ -28,15 +35,36 @@ const TRUSTED_BODY_LIMIT: usize = 1024 * 1024;
 
 /// Builds the bridge's router.
 pub fn router(state: Arc<AppState>) -> Router {
+    let (router, spec) = documented_router().split_for_parts();
+    // The description is the same for every router built in this process; keep the first.
+    OPENAPI_JSON.get_or_init(|| {
+        spec.to_pretty_json()
+            .expect("the OpenAPI document serialises")
+    });
+    router
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Every route with its OpenAPI description: routes are only ever added through `routes!`, so the
+/// served API and `/api/openapi.json` cannot drift apart.
+pub fn documented_router() -> OpenApiRouter<Arc<AppState>> {
     // Visitors call from any site that embeds the chat; they authenticate with bearer tokens,
     // never cookies, so answering CORS for every origin exposes nothing.
     // The fallback is set here, inside the CORS layer: set only on the outer router it would
     // answer browsers' preflight `OPTIONS` requests with 405 before CORS could.
-    let visitor = public::routes()
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(VISITOR_BODY_LIMIT))
-        // Browsers may reuse a preflight for two hours instead of repeating it before most calls.
-        .layer(CorsLayer::permissive().max_age(std::time::Duration::from_secs(7200)));
+    let (visitor, visitor_spec) = public::routes().split_for_parts();
+    let mut visitor = OpenApiRouter::from(
+        visitor
+            .method_not_allowed_fallback(error::method_not_allowed)
+            .layer(DefaultBodyLimit::max(VISITOR_BODY_LIMIT))
+            // Browsers may reuse a preflight for two hours instead of repeating it before most
+            // calls.
+            .layer(CorsLayer::permissive().max_age(std::time::Duration::from_secs(7200))),
+    );
+    *visitor.get_openapi_mut() = visitor_spec;
     let trusted = connector::routes()
         .merge(admin::routes())
         .layer(DefaultBodyLimit::max(TRUSTED_BODY_LIMIT));
@@ -46,11 +74,67 @@ pub fn router(state: Arc<AppState>) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ));
-    Router::new()
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(API_PREFIX, api)
+        .routes(routes!(openapi_json))
         .merge(pages::routes())
-        .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+}
+
+/// The OpenAPI document, rendered once.
+static OPENAPI_JSON: OnceLock<String> = OnceLock::new();
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Airlock bridge",
+        description = "Visitor, connector and admin APIs of an Airlock bridge. Errors are always \
+            `{\"error\": {\"code\", \"message\"}}`. See docs/api.md for examples."
+    ),
+    modifiers(&BearerSchemes),
+    tags(
+        (name = "visitor", description = "Used by the widget: no key, a session token per session"),
+        (name = "connector", description = "Used by connectors: `Authorization: Bearer <connector key>`"),
+        (name = "admin", description = "Used by admins: `Authorization: Bearer <admin key>`"),
+        (name = "pages", description = "The widget and the pages hosting it"),
+        (name = "probes", description = "Health and readiness"),
+    )
+)]
+struct ApiDoc;
+
+/// The three bearer credentials: session tokens, connector keys, admin keys.
+struct BearerSchemes;
+
+impl utoipa::Modify for BearerSchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, what) in [
+            (
+                "session_token",
+                "The session token from creating or resuming a session",
+            ),
+            ("connector_key", "A connector key (`alc_…`)"),
+            ("admin_key", "An admin key (`ala_…`)"),
+        ] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(what))
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/openapi.json", tag = "pages",
+    summary = "This OpenAPI 3.1 description of every endpoint",
+    responses((status = 200, content_type = "application/json", description = "OpenAPI 3.1")))]
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI_JSON.get().map(String::as_str).unwrap_or("{}"),
+    )
+        .into_response()
 }

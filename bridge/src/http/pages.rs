@@ -3,11 +3,14 @@
 
 use std::sync::Arc;
 
+use airlock_shared::error::ErrorEnvelope;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::{Json, Router, routing};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::ApiPath;
@@ -29,17 +32,19 @@ const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self';
 /// upgrade reaches visitors within minutes.
 const ASSET_CACHE: &str = "public, max-age=300";
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/", routing::get(landing))
-        .route("/widget.js", routing::get(widget_js))
-        .route("/widget.css", routing::get(widget_css))
-        .route("/c/{slug}", routing::get(chat_page))
-        .route("/embed/{slug}", routing::get(embed_page))
-        .route("/healthz", routing::get(healthz))
-        .route("/readyz", routing::get(readyz))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(landing))
+        .routes(routes!(widget_js))
+        .routes(routes!(widget_css))
+        .routes(routes!(chat_page))
+        .routes(routes!(embed_page))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
+#[utoipa::path(get, path = "/", tag = "pages", summary = "A short landing page",
+    responses((status = 200, content_type = "text/html", description = "HTML")))]
 async fn landing() -> Html<&'static str> {
     Html(
         "<!doctype html><meta charset=utf-8><title>Airlock bridge</title>\
@@ -48,10 +53,14 @@ async fn landing() -> Html<&'static str> {
     )
 }
 
+#[utoipa::path(get, path = "/widget.js", tag = "pages", summary = "The embeddable widget script",
+    responses((status = 200, content_type = "application/javascript", description = "JavaScript")))]
 async fn widget_js() -> Response {
     asset("application/javascript; charset=utf-8", WIDGET_JS)
 }
 
+#[utoipa::path(get, path = "/widget.css", tag = "pages", summary = "The widget's styles",
+    responses((status = 200, content_type = "text/css", description = "CSS")))]
 async fn widget_css() -> Response {
     asset("text/css; charset=utf-8", WIDGET_CSS)
 }
@@ -71,11 +80,17 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// `GET /c/{slug}`: the chat as a page of its own, shareable as a link.
+#[utoipa::path(get, path = "/c/{slug}", tag = "pages", summary = "The full-page hosted chat",
+    params(("slug" = String, Path)),
+    responses((status = 200, content_type = "text/html", description = "HTML"), (status = 404, body = ErrorEnvelope)))]
 async fn chat_page(ApiPath(slug): ApiPath<String>) -> Result<Response, ApiError> {
     host_page(CHAT_PAGE, &slug, "frame-ancestors 'self'")
 }
 
 /// `GET /embed/{slug}`: the chat filling an `<iframe>` on any site.
+#[utoipa::path(get, path = "/embed/{slug}", tag = "pages", summary = "The chat as a page for an iframe",
+    params(("slug" = String, Path)),
+    responses((status = 200, content_type = "text/html", description = "HTML"), (status = 404, body = ErrorEnvelope)))]
 async fn embed_page(ApiPath(slug): ApiPath<String>) -> Result<Response, ApiError> {
     host_page(EMBED_PAGE, &slug, "frame-ancestors *")
 }
@@ -115,11 +130,15 @@ fn host_page(template: &str, slug: &str, framing: &str) -> Result<Response, ApiE
 }
 
 /// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "probes", summary = "The process is up",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`")))]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// The process can serve: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "probes", summary = "The database answers",
+    responses((status = 200, description = "`{\"status\": \"ready\"}`"), (status = 503, body = ErrorEnvelope)))]
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match state.store.ping().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),

@@ -6,18 +6,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use airlock_shared::error::ErrorEnvelope;
 use airlock_shared::visitor::{
     AttachmentUploaded, CreateSession, MessageAccepted, MessageList, PublicInterface, SendMessage,
     SessionCreated,
 };
+use axum::Json;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router, routing};
 use futures_util::StreamExt;
 use serde::Deserialize;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, visitor_session};
@@ -29,22 +32,16 @@ use crate::validate;
 /// Longest page metadata kept per field (URLs, titles).
 const MAX_META_CHARS: usize = 2_048;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/interfaces/{slug}", routing::get(interface_config))
-        .route("/interfaces/{slug}/sessions", routing::post(open_session))
-        .route(
-            "/sessions/{id}/messages",
-            routing::post(send_message).get(list_messages),
-        )
-        .route("/sessions/{id}/events", routing::get(events))
-        .route(
-            "/sessions/{id}/attachments",
-            // The only visitor call with a big body; the interface's own limit applies inside.
-            routing::post(upload).layer(DefaultBodyLimit::max(
-                validate::MAX_UPLOAD_MB as usize * 1024 * 1024 + 64 * 1024,
-            )),
-        )
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(interface_config))
+        .routes(routes!(open_session))
+        .routes(routes!(send_message, list_messages))
+        .routes(routes!(events))
+        // The only visitor call with a big body; the interface's own limit applies inside.
+        .routes(routes!(upload).layer(DefaultBodyLimit::max(
+            validate::MAX_UPLOAD_MB as usize * 1024 * 1024 + 64 * 1024,
+        )))
 }
 
 /// A published interface by slug; drafts are invisible to visitors.
@@ -71,6 +68,10 @@ async fn session_interface(state: &AppState, interface_id: &str) -> Result<Inter
         .ok_or_else(|| ApiError::not_found("interface_not_found", "interface not found"))
 }
 
+#[utoipa::path(get, path = "/interfaces/{slug}", tag = "visitor",
+    summary = "A published chat interface's public configuration",
+    params(("slug" = String, Path, description = "The interface's slug")),
+    responses((status = 200, body = PublicInterface), (status = 404, body = ErrorEnvelope)))]
 async fn interface_config(
     State(state): State<Arc<AppState>>,
     ApiPath(slug): ApiPath<String>,
@@ -105,6 +106,12 @@ fn header(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<String> {
     clip(headers.get(name)?.to_str().ok().map(str::to_string))
 }
 
+#[utoipa::path(post, path = "/interfaces/{slug}/sessions", tag = "visitor",
+    summary = "Start a session, or resume one with its resume token",
+    params(("slug" = String, Path, description = "The interface's slug")),
+    request_body = CreateSession,
+    responses((status = 201, body = SessionCreated), (status = 200, description = "Resumed", body = SessionCreated),
+        (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 async fn open_session(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -183,6 +190,12 @@ async fn open_session(
     ))
 }
 
+#[utoipa::path(post, path = "/sessions/{id}/messages", tag = "visitor",
+    summary = "Send a message (idempotent by client_id); 202 once it is stored",
+    params(("id" = String, Path, description = "Session id")),
+    request_body = SendMessage, security(("session_token" = [])),
+    responses((status = 202, body = MessageAccepted), (status = 401, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 async fn send_message(
     State(state): State<Arc<AppState>>,
     ApiPath(session_id): ApiPath<String>,
@@ -240,6 +253,13 @@ struct ListQuery {
     wait: u64,
 }
 
+#[utoipa::path(get, path = "/sessions/{id}/messages", tag = "visitor",
+    summary = "Messages changed after a cursor; long-polls up to `wait` seconds",
+    params(("id" = String, Path, description = "Session id"),
+        ("after" = Option<i64>, Query, description = "The cursor of the last answer (0 for all)"),
+        ("wait" = Option<u64>, Query, description = "Seconds to hold the request open when nothing changed (≤ 50)")),
+    security(("session_token" = [])),
+    responses((status = 200, body = MessageList), (status = 401, body = ErrorEnvelope)))]
 async fn list_messages(
     State(state): State<Arc<AppState>>,
     ApiPath(session_id): ApiPath<String>,
@@ -295,6 +315,14 @@ struct EventCursor {
 /// within seconds while messages flow). Comments keep idle connections open, and
 /// `X-Accel-Buffering: no` stops nginx from holding events back. The stream ends when the bridge
 /// shuts down; clients reconnect.
+#[utoipa::path(get, path = "/sessions/{id}/events", tag = "visitor",
+    summary = "Server-sent events: `message` (a new or changed message) and `status` (agent online)",
+    params(("id" = String, Path, description = "Session id"),
+        ("after" = Option<i64>, Query, description = "Resume after this cursor (or send Last-Event-ID)"),
+        ("token" = Option<String>, Query, description = "The session token, for EventSource which cannot send headers")),
+    security(("session_token" = [])),
+    responses((status = 200, content_type = "text/event-stream", description = "An event stream"),
+        (status = 401, body = ErrorEnvelope)))]
 async fn events(
     State(state): State<Arc<AppState>>,
     ApiPath(session_id): ApiPath<String>,
@@ -387,6 +415,13 @@ async fn next_events(mut at: EventCursor) -> Option<(Vec<Event>, EventCursor)> {
 /// `POST /sessions/{id}/attachments`: one file, as the multipart part `file`, checked against the
 /// interface's limits — size, declared type, and content that really is that type — before it
 /// is stored. The visitor then sends its id with a message.
+#[utoipa::path(post, path = "/sessions/{id}/attachments", tag = "visitor",
+    summary = "Upload a file (multipart field `file`) to send with the next message",
+    params(("id" = String, Path, description = "Session id")),
+    request_body(content_type = "multipart/form-data", description = "One part named `file`"),
+    security(("session_token" = [])),
+    responses((status = 201, body = AttachmentUploaded), (status = 403, body = ErrorEnvelope),
+        (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 async fn upload(
     State(state): State<Arc<AppState>>,
     ApiPath(session_id): ApiPath<String>,

@@ -7,17 +7,26 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
+use airlock_shared::error::ErrorEnvelope;
+use utoipa::IntoParams;
+
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminAuth, ApiQuery};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// `next_cursor` of the previous page
     cursor: Option<String>,
+    /// Page size, 1–500 (default 50)
     limit: Option<u32>,
 }
 
 /// Audit cursors are `<at>.<id>` of the last entry of the previous page.
+#[utoipa::path(get, path = "/admin/audit", tag = "admin", summary = "Admin actions, newest first",
+    params(AuditQuery), security(("admin_key" = [])),
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)))]
 pub async fn list(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,

@@ -7,11 +7,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
+use airlock_shared::error::ErrorEnvelope;
+
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminAuth, ApiJson, ApiPath};
 use crate::manage;
 
+#[utoipa::path(get, path = "/admin/connectors", tag = "admin", summary = "Connector keys (never the keys themselves)",
+    security(("admin_key" = [])), responses((status = 200, body = List<Connector>), (status = 401, body = ErrorEnvelope)))]
 pub async fn list(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,
@@ -22,6 +26,9 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(post, path = "/admin/connectors", tag = "admin", summary = "Create a connector key; the key is in this answer only",
+    request_body = CreateConnector, security(("admin_key" = [])),
+    responses((status = 201, body = Connector), (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 pub async fn create(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,
@@ -39,6 +46,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(row.to_admin(Some(key)))))
 }
 
+#[utoipa::path(delete, path = "/admin/connectors/{id}", tag = "admin", summary = "Revoke a connector key",
+    params(("id" = String, Path)), security(("admin_key" = [])),
+    responses((status = 200, body = Connector), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn revoke(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,

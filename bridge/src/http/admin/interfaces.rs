@@ -7,11 +7,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
+use airlock_shared::error::ErrorEnvelope;
+
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminAuth, ApiJson, ApiPath};
 use crate::manage;
 
+#[utoipa::path(get, path = "/admin/interfaces", tag = "admin", summary = "All chat interfaces",
+    security(("admin_key" = [])), responses((status = 200, body = List<Interface>), (status = 401, body = ErrorEnvelope)))]
 pub async fn list(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,
@@ -22,6 +26,9 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(post, path = "/admin/interfaces", tag = "admin", summary = "Create a chat interface (a draft unless `publish`)",
+    request_body = CreateInterface, security(("admin_key" = [])),
+    responses((status = 201, body = Interface), (status = 401, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 pub async fn create(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,
@@ -32,6 +39,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(row.to_admin())))
 }
 
+#[utoipa::path(get, path = "/admin/interfaces/{slug}", tag = "admin", summary = "One interface, draft or published",
+    params(("slug" = String, Path)), security(("admin_key" = [])),
+    responses((status = 200, body = Interface), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,
@@ -45,6 +55,9 @@ pub async fn get(
     Ok(Json(row.to_admin()))
 }
 
+#[utoipa::path(post, path = "/admin/interfaces/{slug}/publish", tag = "admin", summary = "Publish: visitors can use it",
+    params(("slug" = String, Path)), security(("admin_key" = [])),
+    responses((status = 200, body = Interface), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn publish(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,
@@ -55,6 +68,9 @@ pub async fn publish(
     Ok(answer)
 }
 
+#[utoipa::path(post, path = "/admin/interfaces/{slug}/unpublish", tag = "admin", summary = "Back to draft: invisible to visitors",
+    params(("slug" = String, Path)), security(("admin_key" = [])),
+    responses((status = 200, body = Interface), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn unpublish(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,

@@ -10,40 +10,26 @@ mod sessions;
 
 use std::sync::Arc;
 
-use axum::{Router, routing};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::AdminAuth;
 use crate::app::AppState;
 use crate::manage::ManageError;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route(
-            "/admin/interfaces",
-            routing::get(interfaces::list).post(interfaces::create),
-        )
-        .route("/admin/interfaces/{slug}", routing::get(interfaces::get))
-        .route(
-            "/admin/interfaces/{slug}/publish",
-            routing::post(interfaces::publish),
-        )
-        .route(
-            "/admin/interfaces/{slug}/unpublish",
-            routing::post(interfaces::unpublish),
-        )
-        .route(
-            "/admin/connectors",
-            routing::get(connectors::list).post(connectors::create),
-        )
-        .route(
-            "/admin/connectors/{id}",
-            routing::delete(connectors::revoke),
-        )
-        .route("/admin/sessions", routing::get(sessions::list))
-        .route("/admin/sessions/{id}", routing::get(sessions::get))
-        .route("/admin/dead-letters", routing::get(dead_letters::list))
-        .route("/admin/audit", routing::get(audit_log::list))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(interfaces::list, interfaces::create))
+        .routes(routes!(interfaces::get))
+        .routes(routes!(interfaces::publish))
+        .routes(routes!(interfaces::unpublish))
+        .routes(routes!(connectors::list, connectors::create))
+        .routes(routes!(connectors::revoke))
+        .routes(routes!(sessions::list))
+        .routes(routes!(sessions::get))
+        .routes(routes!(dead_letters::list))
+        .routes(routes!(audit_log::list))
 }
 
 impl From<ManageError> for ApiError {

@@ -7,16 +7,24 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
+use airlock_shared::error::ErrorEnvelope;
+use utoipa::IntoParams;
+
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminAuth, ApiPath, ApiQuery};
 use crate::store::SessionFilter;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SessionQuery {
+    /// Only sessions of this interface (slug)
     interface: Option<String>,
+    /// `active`, `ended` or `expired`
     status: Option<String>,
+    /// `next_cursor` of the previous page
     cursor: Option<String>,
+    /// Page size, 1–200 (default 50)
     limit: Option<u32>,
 }
 
@@ -26,6 +34,9 @@ fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
     Some((at.parse().ok()?, id.to_string()))
 }
 
+#[utoipa::path(get, path = "/admin/sessions", tag = "admin", summary = "Sessions, newest activity first, a page at a time",
+    params(SessionQuery), security(("admin_key" = [])),
+    responses((status = 200, body = SessionPage), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)))]
 pub async fn list(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,
@@ -67,6 +78,9 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(get, path = "/admin/sessions/{id}", tag = "admin", summary = "One session with its transcript",
+    params(("id" = String, Path)), security(("admin_key" = [])),
+    responses((status = 200, body = Transcript), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,
