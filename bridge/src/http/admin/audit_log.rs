@@ -3,11 +3,10 @@
 use std::sync::Arc;
 
 use airlock_shared::admin::AuditPage;
+use airlock_shared::error::ErrorEnvelope;
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
-
-use airlock_shared::error::ErrorEnvelope;
 use utoipa::IntoParams;
 
 use crate::app::AppState;

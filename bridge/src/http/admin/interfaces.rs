@@ -3,11 +3,10 @@
 use std::sync::Arc;
 
 use airlock_shared::admin::{CreateInterface, Interface, List};
+use airlock_shared::error::ErrorEnvelope;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-
-use airlock_shared::error::ErrorEnvelope;
 
 use crate::app::AppState;
 use crate::http::error::ApiError;

@@ -1,15 +1,18 @@
 //! The admin API (admin key): interfaces, connector keys, sessions and transcripts, dead letters,
-//! the audit log. One module per resource; every change an admin makes is recorded with
-//! [`audit`].
+//! stats, the audit log and a live tail of events. One module per resource; every change an
+//! admin makes is recorded with [`audit`].
 
 mod audit_log;
 mod connectors;
 mod dead_letters;
+mod events;
 mod interfaces;
 mod sessions;
+mod stats;
 
 use std::sync::Arc;
 
+use airlock_shared::admin::AdminEvent;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -27,8 +30,15 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(connectors::list, connectors::create))
         .routes(routes!(connectors::revoke))
         .routes(routes!(sessions::list))
-        .routes(routes!(sessions::get))
+        // A static segment wins over `{id}` in axum's router, whatever the order here.
+        .routes(routes!(sessions::export))
+        .routes(routes!(sessions::get, sessions::delete))
+        .routes(routes!(sessions::end))
         .routes(routes!(dead_letters::list))
+        .routes(routes!(dead_letters::discard))
+        .routes(routes!(dead_letters::retry))
+        .routes(routes!(stats::get))
+        .routes(routes!(events::stream))
         .routes(routes!(audit_log::list))
 }
 
@@ -43,7 +53,7 @@ impl From<ManageError> for ApiError {
     }
 }
 
-/// Records an admin action in the audit log.
+/// Records an admin action in the audit log and tells the live tails.
 pub(super) async fn audit(
     state: &AppState,
     auth: &AdminAuth,
@@ -51,7 +61,7 @@ pub(super) async fn audit(
     target: &str,
     detail: Option<serde_json::Value>,
 ) -> Result<(), ApiError> {
-    state
+    let entry = state
         .store
         .record_audit(
             &auth.actor,
@@ -61,5 +71,6 @@ pub(super) async fn audit(
             state.relay.now(),
         )
         .await?;
+    state.publish(AdminEvent::Audit { entry });
     Ok(())
 }
