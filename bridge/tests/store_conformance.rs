@@ -559,8 +559,8 @@ mod cases {
         }
     }
 
-    fn ids(rows: &[airlock_bridge::store::SessionRow]) -> Vec<String> {
-        rows.iter().map(|r| r.id.clone()).collect()
+    fn ids(rows: &[airlock_bridge::store::SessionRow]) -> Vec<&str> {
+        rows.iter().map(|r| r.id.as_str()).collect()
     }
 
     pub async fn the_session_list_filters_by_period_and_text(store: Store) {
@@ -580,7 +580,7 @@ mod cases {
         let all = store.list_sessions(&filter(10)).await.unwrap();
         assert_eq!(
             ids(&all),
-            [quiet.id.clone(), late.id.clone(), early.id.clone()]
+            [quiet.id.as_str(), late.id.as_str(), early.id.as_str()]
         );
         assert_eq!(
             all[1].to_summary().last_message.as_deref(),
@@ -595,7 +595,7 @@ mod cases {
         };
         assert_eq!(
             ids(&store.list_sessions(&since).await.unwrap()),
-            [quiet.id.clone(), late.id.clone()]
+            [quiet.id.as_str(), late.id.as_str()]
         );
         let until = SessionFilter {
             until: Some(T0 + 1_000),
@@ -603,7 +603,7 @@ mod cases {
         };
         assert_eq!(
             ids(&store.list_sessions(&until).await.unwrap()),
-            [early.id.clone()]
+            [early.id.as_str()]
         );
 
         // Text search ignores case, and `%`, `_` and `!` match only themselves.
@@ -613,15 +613,15 @@ mod cases {
         };
         assert_eq!(
             ids(&store.list_sessions(&text("order")).await.unwrap()),
-            [late.id.clone(), early.id.clone()]
+            [late.id.as_str(), early.id.as_str()]
         );
         assert_eq!(
             ids(&store.list_sessions(&text("100%")).await.unwrap()),
-            [early.id.clone()]
+            [early.id.as_str()]
         );
         assert_eq!(
             ids(&store.list_sessions(&text("R_7")).await.unwrap()),
-            [late.id.clone()]
+            [late.id.as_str()]
         );
         assert!(store.list_sessions(&text("r%7")).await.unwrap().is_empty());
         assert!(store.list_sessions(&text("!")).await.unwrap().is_empty());
@@ -634,7 +634,7 @@ mod cases {
             })
             .await
             .unwrap();
-        assert_eq!(ids(&first), [late.id.clone()]);
+        assert_eq!(ids(&first), [late.id.as_str()]);
         let next = store
             .list_sessions(&SessionFilter {
                 text: Some("ORDER".into()),
@@ -643,7 +643,7 @@ mod cases {
             })
             .await
             .unwrap();
-        assert_eq!(ids(&next), [early.id.clone()]);
+        assert_eq!(ids(&next), [early.id.as_str()]);
     }
 
     pub async fn an_ended_session_refuses_new_messages(store: Store) {
@@ -681,7 +681,14 @@ mod cases {
             .await
             .unwrap();
         store
-            .send_user_message(&doomed.id, "1", "one", &[file.id.clone()], None, T0 + 1)
+            .send_user_message(
+                &doomed.id,
+                "1",
+                "one",
+                std::slice::from_ref(&file.id),
+                None,
+                T0 + 1,
+            )
             .await
             .unwrap();
         store
