@@ -700,6 +700,27 @@ async fn the_event_tail_shows_sessions_messages_and_admin_actions(bridge: TestBr
             if *session_id == visitor.session_id && snippet == "Hello from the visitor"),
         "{message:?}"
     );
+    // A connector comes online, then gives up on the message.
+    let key = bridge.connector_key("agent").await;
+    let item = client.claim(&key).await.remove(0);
+    let online = events.next_admin_event().await;
+    assert!(
+        matches!(&online, AdminEvent::Connector { name, online: true, .. } if name == "agent"),
+        "{online:?}"
+    );
+    client
+        .connector(
+            &key,
+            &format!("leases/{}/fail", item.lease_id),
+            json!({"error": "model down", "retry": false}),
+        )
+        .await;
+    let dead = events.next_admin_event().await;
+    assert!(
+        matches!(&dead, AdminEvent::DeadLetter { message_id, error, .. }
+            if *message_id == item.message.id && error == "model down"),
+        "{dead:?}"
+    );
     client
         .admin(
             Method::POST,
