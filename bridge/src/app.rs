@@ -26,6 +26,8 @@ pub struct AppState {
     /// Hash of `AIRLOCK_ADMIN_KEY`, when one is configured.
     pub configured_admin_key_hash: Option<String>,
     pub max_message_chars: usize,
+    /// `AIRLOCK_PUBLIC_URL`, for links the bridge hands out (embed snippets).
+    pub public_url: Option<String>,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl Bridge {
             relay: relay.clone(),
             configured_admin_key_hash: config.admin_key.as_deref().map(hash_secret),
             max_message_chars: config.max_message_chars,
+            public_url: config.public_url.clone(),
         });
         let local_addr = listener.local_addr()?;
         let app = crate::http::router(state.clone());
