@@ -17,7 +17,7 @@ pub struct PublicInterface {
     #[serde(default)]
     pub placeholder: String,
     #[serde(default)]
-    pub suggested_prompts: Vec<String>,
+    pub suggested_prompts: Vec<SuggestedPrompt>,
     /// `session` (history survives reloads in the tab) or `local` (survives closing the browser).
     pub persistence: String,
     /// Whether a connector serving this interface has been seen recently.
@@ -31,6 +31,67 @@ pub struct PublicInterface {
     pub launcher: Launcher,
     #[serde(default)]
     pub uploads: Uploads,
+}
+
+/// A suggested prompt chip: the text sent when clicked and an optional emoji shown before it.
+///
+/// A plain string is accepted on input as `{text}` without an icon, so older configurations and
+/// scripts keep working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(from = "PromptInput")]
+pub struct SuggestedPrompt {
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+}
+
+impl From<&str> for SuggestedPrompt {
+    fn from(text: &str) -> Self {
+        SuggestedPrompt {
+            text: text.to_string(),
+            icon: None,
+        }
+    }
+}
+
+/// A plain string that starts with an emoji and a space (`"📦 Where is my order?"`) keeps its
+/// emoji as the icon, as the widget always showed it.
+fn split_icon(text: String) -> SuggestedPrompt {
+    let emoji_like = |c: char| (c as u32 >= 0x2190 && !c.is_alphanumeric()) || c == '\u{200d}';
+    if let Some((head, rest)) = text.split_once(' ')
+        && !head.is_empty()
+        && head.chars().count() <= 8
+        && head.chars().all(emoji_like)
+        && !rest.trim().is_empty()
+    {
+        return SuggestedPrompt {
+            icon: Some(head.to_string()),
+            text: rest.trim().to_string(),
+        };
+    }
+    SuggestedPrompt { text, icon: None }
+}
+
+/// The two accepted input shapes of a [`SuggestedPrompt`].
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PromptInput {
+    Text(String),
+    Full {
+        text: String,
+        #[serde(default)]
+        icon: Option<String>,
+    },
+}
+
+impl From<PromptInput> for SuggestedPrompt {
+    fn from(input: PromptInput) -> Self {
+        match input {
+            PromptInput::Text(text) => split_icon(text),
+            PromptInput::Full { text, icon } => SuggestedPrompt { text, icon },
+        }
+    }
 }
 
 /// Whether visitors may attach files, and which.
@@ -202,4 +263,36 @@ pub struct MessageList {
     /// Pass as `after` next time.
     pub cursor: i64,
     pub agent_online: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SuggestedPrompt;
+
+    #[test]
+    fn prompts_read_objects_and_plain_strings() {
+        let prompts: Vec<SuggestedPrompt> = serde_json::from_str(
+            r#"[{"text": "Refunds", "icon": "💶"}, "📦 Where is my order?", "¿Qué tal?",
+                "Plain", "👩‍💻 Talk to a developer"]"#,
+        )
+        .unwrap();
+        let pairs: Vec<(&str, Option<&str>)> = prompts
+            .iter()
+            .map(|p| (p.text.as_str(), p.icon.as_deref()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("Refunds", Some("💶")),
+                ("Where is my order?", Some("📦")),
+                ("¿Qué tal?", None),
+                ("Plain", None),
+                ("Talk to a developer", Some("👩‍💻")),
+            ]
+        );
+        assert_eq!(
+            serde_json::to_value(&prompts[3]).unwrap(),
+            serde_json::json!({"text": "Plain"})
+        );
+    }
 }

@@ -24,7 +24,13 @@ use crate::manage::ManageError;
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(interfaces::list, interfaces::create))
-        .routes(routes!(interfaces::get))
+        .routes(routes!(
+            interfaces::get,
+            interfaces::update,
+            interfaces::delete
+        ))
+        .routes(routes!(interfaces::duplicate))
+        .routes(routes!(interfaces::preview))
         .routes(routes!(interfaces::publish))
         .routes(routes!(interfaces::unpublish))
         .routes(routes!(connectors::list, connectors::create))
