@@ -1,0 +1,218 @@
+// The admin page (`/admin`) in a real browser against the real bridge: signing in with the admin
+// key, a visitor's session showing up live in the session list while they chat, its transcript,
+// editing an interface and seeing the preview change, publishing it for visitors, and the
+// running connector shown online.
+
+import assert from 'node:assert/strict';
+import { before } from 'node:test';
+import {
+  BRIDGE,
+  admin,
+  artifact,
+  browserSuite,
+  interfaceConfig,
+  sendText,
+  until,
+  waitFor,
+  waitForReply,
+} from './harness.mjs';
+
+const journey = browserSuite();
+const ADMIN_KEY = process.env.AIRLOCK_ADMIN_KEY;
+const STORAGE_KEY = 'airlock:admin-key';
+
+let demo;
+before(async () => {
+  demo = await interfaceConfig('demo');
+});
+
+/** Opens `/admin{hash}` and signs in with the admin key, as an admin would type it. */
+async function signIn(page, hash = '') {
+  await page.goto(`${BRIDGE}/admin${hash}`);
+  await page.getByLabel('Admin key').fill(ADMIN_KEY);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#app').waitFor({ state: 'visible' });
+  await page.locator('main h1').waitFor();
+}
+
+/** Reads the admin page's live-events indicator. */
+const liveState = (page) => page.locator('#live').getAttribute('data-state');
+
+journey('the admin signs in with the admin key; a wrong key is refused and the key never enters a URL', async ({ open }) => {
+  const page = await open();
+  const urls = [];
+  page.on('request', (request) => urls.push(request.url()));
+  await page.goto(`${BRIDGE}/admin`);
+  await page.getByRole('heading', { name: 'Airlock admin' }).waitFor();
+
+  await page.getByLabel('Admin key').fill('not-the-admin-key');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').filter({ hasText: 'refused' }).waitFor();
+  assert.equal(await page.locator('#app').isVisible(), false, 'a wrong key does not open the admin page');
+  assert.equal(await page.evaluate((k) => sessionStorage.getItem(k), STORAGE_KEY), null);
+
+  await page.getByLabel('Admin key').fill(ADMIN_KEY);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Sessions', level: 1 }).waitFor();
+  assert.equal(await page.evaluate((k) => sessionStorage.getItem(k), STORAGE_KEY), ADMIN_KEY, 'the key is kept in sessionStorage');
+  for (const url of [...urls, page.url()]) {
+    assert.ok(!url.includes(ADMIN_KEY), `the admin key must never be in a URL; it was in ${url}`);
+  }
+  await until('the live event stream to connect', async () => (await liveState(page)) === 'on');
+
+  // Reloading the tab keeps the admin signed in; signing out forgets the key.
+  await page.reload();
+  await page.getByRole('heading', { name: 'Sessions', level: 1 }).waitFor();
+  await page.screenshot({ path: artifact('admin-sessions.png') });
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('Admin key').waitFor();
+  assert.equal(await page.evaluate((k) => sessionStorage.getItem(k), STORAGE_KEY), null, 'signing out clears the key');
+  assert.equal(await page.locator('#app').isVisible(), false);
+
+  // A key revoked while the page is open (here: replaced by a wrong one) sends the admin back to sign in.
+  await page.evaluate((k) => sessionStorage.setItem(k, 'stale-key'), STORAGE_KEY);
+  await page.goto(`${BRIDGE}/admin#/interfaces`);
+  await page.getByRole('alert').filter({ hasText: 'Sign in again' }).waitFor();
+  assert.equal(await page.evaluate((k) => sessionStorage.getItem(k), STORAGE_KEY), null);
+});
+
+journey('a visitor chatting on /c/demo appears in the session list live, and the admin reads the transcript', async ({ open }) => {
+  const adminPage = await open({ viewport: { width: 1280, height: 900 } });
+  await signIn(adminPage, '#/sessions');
+  await until('the live event stream to connect', async () => (await liveState(adminPage)) === 'on');
+  const before = new Set(await adminPage.locator('#sessions-table tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.id)));
+  // Any reload or navigation would clear this marker: the new row must arrive without one.
+  await adminPage.evaluate(() => (window.__sameDocument = true));
+
+  const visitor = await open();
+  await visitor.goto(`${BRIDGE}/c/demo`);
+  await waitFor(visitor, 'the hosted chat', (s) => s.panelShown && s.title === demo.title);
+  const text = `Live in the admin list ${Date.now()}`;
+  await sendText(visitor, text);
+  await waitForReply(visitor, 1);
+
+  const id = await until(
+    'the visitor\'s session to appear in the admin list',
+    async () => {
+      const rows = await adminPage.locator('#sessions-table tbody tr').evaluateAll((trs) =>
+        trs.map((tr) => ({ id: tr.dataset.id, text: tr.textContent })));
+      return rows.find((r) => !before.has(r.id) && r.text.includes('demo'))?.id;
+    },
+    { timeout: 15_000 },
+  );
+  assert.equal(await adminPage.evaluate(() => window.__sameDocument), true, 'the list updated without a reload');
+  const stored = await admin(`/sessions/${id}`);
+  assert.ok(stored.messages.some((m) => m.role === 'user' && m.text === text), 'the new row is the visitor\'s session');
+
+  await adminPage.locator(`#sessions-table tr[data-id="${id}"] a`).click();
+  await adminPage.getByRole('heading', { name: `Session ${id}` }).waitFor();
+  const transcript = adminPage.getByRole('log', { name: 'Transcript' });
+  await transcript.locator('.msg[data-role="user"]').filter({ hasText: text }).waitFor();
+  await until('the reply in the transcript', async () =>
+    (await transcript.locator('.msg[data-role="assistant"][data-status="complete"]').allTextContents()).some((t) => t.includes(text)));
+  await adminPage.screenshot({ path: artifact('admin-transcript.png'), fullPage: true });
+
+  // The visitor writes again: the open transcript shows it without a reload.
+  const again = `And a second message ${Date.now()}`;
+  await sendText(visitor, again);
+  await transcript.locator('.msg[data-role="user"]').filter({ hasText: again }).waitFor({ timeout: 15_000 });
+});
+
+/** The computed background color of `selector` inside the widget in `frame`. */
+const widgetColor = (frame, selector) =>
+  frame.evaluate((sel) => {
+    const root = document.querySelector('div[data-airlock-widget]')?.shadowRoot;
+    const el = root?.querySelector(sel);
+    return el ? getComputedStyle(el).backgroundColor : null;
+  }, selector);
+
+journey('an admin creates an interface, changes its color, sees the preview change, and publishes it for visitors', async ({ open }) => {
+  const page = await open({ viewport: { width: 1400, height: 1000 } });
+  await signIn(page, '#/interfaces');
+  const slug = `look-${Date.now().toString(36)}`;
+  await page.getByLabel('Slug').fill(slug);
+  await page.getByLabel('Title', { exact: true }).fill('Look and feel');
+  await page.getByRole('button', { name: 'Create draft' }).click();
+  await page.getByRole('heading', { name: `Interface ${slug}` }).waitFor();
+
+  // A draft is invisible to visitors.
+  const anonymous = await fetch(`${BRIDGE}/api/v1/interfaces/${slug}`);
+  assert.equal(anonymous.status, 404, 'a draft is not served to visitors');
+  const visitor = await open();
+  await visitor.goto(`${BRIDGE}/c/${slug}`);
+  await waitFor(visitor, 'the hosted page to say the chat is not available', (s) => s.title === 'This chat is not available.');
+
+  // …but the admin's preview frames show it, the hosted page among them.
+  const frameOf = async (surface) => (await page.locator(`iframe[data-surface="${surface}"]`).elementHandle()).contentFrame();
+  const hosted = await until('the hosted-page preview', async () => {
+    const frame = await frameOf('link');
+    if (!frame || !frame.url().includes(`/c/${slug}`)) return null;
+    const state = await frame.evaluate(() => !!document.querySelector('div[data-airlock-widget]')?.shadowRoot?.querySelector('.airlock-send'));
+    return state && frame;
+  });
+  await waitFor(hosted, 'the draft in the preview', (s) => s.panelShown && s.title === 'Look and feel');
+  const scriptFrame = await frameOf('script');
+  await waitFor(scriptFrame, 'the launcher in the script-embed preview', (s) => s.launcher?.shown);
+  const iframeFrame = await frameOf('iframe');
+  await waitFor(iframeFrame, 'the iframe-embed preview', (s) => s.panelShown && s.title === 'Look and feel');
+  const before = await widgetColor(hosted, 'button.airlock-send');
+  assert.notEqual(before, 'rgb(214, 51, 108)');
+
+  // The embed code is there to copy.
+  const snippet = await page.locator('textarea[data-snippet="script"]').inputValue();
+  assert.match(snippet, new RegExp(`data-interface="${slug}"`));
+
+  await page.getByLabel('Primary color', { exact: true }).fill('#d6336c');
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.locator('#flash').filter({ hasText: 'Saved' }).waitFor();
+  const after = await until('the hosted-page preview to show the new color', async () => {
+    const frame = await frameOf('link');
+    const color = frame && (await widgetColor(frame, 'button.airlock-send').catch(() => null));
+    return color === 'rgb(214, 51, 108)' && color;
+  });
+  assert.equal(after, 'rgb(214, 51, 108)');
+  await until('the launcher preview to show the new color', async () => {
+    const frame = await frameOf('script');
+    return frame && (await widgetColor(frame, 'button.airlock-launcher').catch(() => null)) === 'rgb(214, 51, 108)';
+  });
+  assert.equal((await admin(`/interfaces/${slug}`)).appearance.primary_color, '#d6336c', 'the color was saved');
+  await page.screenshot({ path: artifact('admin-interface-editor.png'), fullPage: true });
+
+  // A field the bridge refuses is named next to the field.
+  await page.getByLabel('Primary color', { exact: true }).fill('not a color');
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
+  const colorField = page.locator('[data-path="appearance.primary_color"]');
+  await colorField.locator('.field-error').filter({ hasText: /\S/ }).waitFor();
+  assert.equal(await page.getByLabel('Primary color', { exact: true }).getAttribute('aria-invalid'), 'true');
+  await page.getByLabel('Primary color', { exact: true }).fill('#d6336c');
+
+  // Published, it is a chat any visitor can open, without a preview token.
+  await page.getByRole('button', { name: 'Publish', exact: true }).click();
+  await page.getByRole('button', { name: 'Unpublish', exact: true }).waitFor();
+  assert.equal((await admin(`/interfaces/${slug}`)).status, 'published');
+  await visitor.goto(`${BRIDGE}/c/${slug}`);
+  const shown = await waitFor(visitor, 'the published chat', (s) => s.panelShown && s.title === 'Look and feel');
+  assert.ok(!shown.title.includes('not available'));
+  assert.equal(await widgetColor(visitor, 'button.airlock-send'), 'rgb(214, 51, 108)');
+});
+
+journey('the connectors page shows the running connector online', async ({ open }) => {
+  const page = await open();
+  await signIn(page, '#/connectors');
+  const row = page.locator('tr[data-name="browser tests"]');
+  await row.waitFor();
+  await until('the connector to be shown online', async () => (await row.locator('.badge').textContent()) === 'online');
+  await page.screenshot({ path: artifact('admin-connectors.png') });
+});
+
+journey('on a phone the admin page fits the screen and the navigation is usable by keyboard', async ({ open }) => {
+  const page = await open({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  await signIn(page, '#/sessions');
+  const sideways = await page.evaluate(() => document.documentElement.scrollWidth > innerWidth + 1);
+  assert.equal(sideways, false, 'the page does not scroll sideways on a phone');
+  await page.getByRole('link', { name: 'Stats' }).focus();
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Stats', level: 1 }).waitFor();
+  assert.equal(await page.getByRole('link', { name: 'Stats' }).getAttribute('aria-current'), 'page');
+  await page.screenshot({ path: artifact('admin-phone-stats.png') });
+});
