@@ -4,8 +4,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use airlock_shared::admin::AdminEvent;
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +19,10 @@ use crate::store::{Store, StoreError, redact_url};
 use crate::tokens::hash_secret;
 
 /// A connector seen within this window counts as online (a claim holds up to 50 s).
-const AGENT_ONLINE_WINDOW_MS: i64 = 75_000;
+pub const AGENT_ONLINE_WINDOW_MS: i64 = 75_000;
+
+/// Admin events a live tail may fall behind by before it is told it lagged.
+const ADMIN_EVENT_BUFFER: usize = 1024;
 
 /// What every request handler can reach.
 pub struct AppState {
@@ -26,6 +31,8 @@ pub struct AppState {
     /// Hash of `AIRLOCK_ADMIN_KEY`, when one is configured.
     pub configured_admin_key_hash: Option<String>,
     pub max_message_chars: usize,
+    /// The admins' live tail on this replica (`GET /admin/events`).
+    pub admin_events: broadcast::Sender<AdminEvent>,
 }
 
 impl AppState {
@@ -33,6 +40,11 @@ impl AppState {
     pub async fn agent_online(&self, interface_id: &str) -> Result<bool, StoreError> {
         let since = self.relay.now() - AGENT_ONLINE_WINDOW_MS;
         self.store.agent_online(interface_id, since).await
+    }
+
+    /// Tells the admins' live tails on this replica.
+    pub fn publish(&self, event: AdminEvent) {
+        self.relay.publish(event);
     }
 }
 
@@ -73,12 +85,14 @@ impl Bridge {
     ) -> anyhow::Result<Bridge> {
         let first_run = seed(&store, config, clock.now_ms()).await?;
         let shutdown = CancellationToken::new();
-        let relay = Relay::new(store.clone(), clock, shutdown.clone());
+        let (admin_events, _) = broadcast::channel(ADMIN_EVENT_BUFFER);
+        let relay = Relay::new(store.clone(), clock, shutdown.clone(), admin_events.clone());
         let state = Arc::new(AppState {
             store,
             relay: relay.clone(),
             configured_admin_key_hash: config.admin_key.as_deref().map(hash_secret),
             max_message_chars: config.max_message_chars,
+            admin_events,
         });
         let local_addr = listener.local_addr()?;
         let app = crate::http::router(state.clone());

@@ -302,6 +302,7 @@ async fn sessions(store: &crate::store::Store, command: SessionsCommand) -> anyh
                     status: None,
                     before: None,
                     limit: limit.clamp(1, 1_000),
+                    ..SessionFilter::default()
                 })
                 .await?;
             if json {

@@ -10,14 +10,16 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use airlock_shared::Message;
+use airlock_shared::admin::AdminEvent;
 use airlock_shared::connector::{ClaimedItem, FailOutcome};
-use tokio::sync::Notify;
+use airlock_shared::{Message, time_from_millis};
 use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
+use crate::app::AGENT_ONLINE_WINDOW_MS;
 use crate::clock::Clock;
-use crate::store::{Backend, ConnectorRow, Store, StoreError};
+use crate::store::{Backend, ConnectorRow, DeadLettered, Store, StoreError, snippet};
 
 /// On PostgreSQL another bridge replica may write; until cross-replica notifications exist, a
 /// waiting request also looks again this often.
@@ -77,22 +79,112 @@ impl Wakeups {
 /// Errors of relay operations are storage errors.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The relay: storage plus wake-ups plus the clock.
+/// The relay: storage plus wake-ups plus the clock, and the admins' live tail of what it does.
 #[derive(Clone)]
 pub struct Relay {
     store: Store,
     clock: Arc<dyn Clock>,
     wakeups: Arc<Wakeups>,
     shutdown: CancellationToken,
+    admin_events: broadcast::Sender<AdminEvent>,
+    /// Connectors this replica has announced as online, with when each last called.
+    connectors_online: Arc<Mutex<HashMap<String, (String, i64)>>>,
 }
 
 impl Relay {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+        admin_events: broadcast::Sender<AdminEvent>,
+    ) -> Self {
         Relay {
             store,
             clock,
             wakeups: Arc::new(Wakeups::default()),
             shutdown,
+            admin_events,
+            connectors_online: Arc::default(),
+        }
+    }
+
+    /// Tells the admins' live tails on this replica; nobody listening is fine.
+    pub fn publish(&self, event: AdminEvent) {
+        let _ = self.admin_events.send(event);
+    }
+
+    /// Resolves when the bridge starts shutting down.
+    pub async fn shutting_down(&self) {
+        self.shutdown.cancelled().await;
+    }
+
+    fn publish_message(&self, session_id: &str, message: &Message) {
+        self.publish(AdminEvent::Message {
+            session_id: session_id.to_string(),
+            message_id: message.id.clone(),
+            role: message.role,
+            status: message.status,
+            snippet: snippet(&message.text),
+            at: message.updated_at,
+        });
+    }
+
+    fn publish_dead_letter(&self, item: DeadLettered) {
+        self.publish(AdminEvent::DeadLetter {
+            session_id: item.session_id,
+            message_id: item.message_id,
+            error: item.error,
+            at: time_from_millis(self.now()),
+        });
+    }
+
+    /// Notes that a connector called; the first call after a silence is announced as online.
+    fn connector_seen(&self, connector: &ConnectorRow) {
+        let now = self.now();
+        let announce = {
+            let mut online = self
+                .connectors_online
+                .lock()
+                .expect("connector registry poisoned");
+            online
+                .insert(connector.id.clone(), (connector.name.clone(), now))
+                .is_none()
+        };
+        if announce {
+            self.publish(AdminEvent::Connector {
+                connector_id: connector.id.clone(),
+                name: connector.name.clone(),
+                online: true,
+                at: time_from_millis(now),
+            });
+        }
+    }
+
+    /// Announces as offline the connectors silent for longer than the online window.
+    fn expire_connectors(&self) {
+        let now = self.now();
+        let gone: Vec<(String, String)> = {
+            let mut online = self
+                .connectors_online
+                .lock()
+                .expect("connector registry poisoned");
+            let gone = online
+                .iter()
+                .filter(|(_, (_, seen))| now - seen > AGENT_ONLINE_WINDOW_MS)
+                .map(|(id, (name, _))| (id.clone(), name.clone()))
+                .collect::<Vec<_>>();
+            for (id, _) in &gone {
+                online.remove(id);
+            }
+            gone
+        };
+        for (connector_id, name) in gone {
+            self.publish(AdminEvent::Connector {
+                connector_id,
+                name,
+                online: false,
+                at: time_from_millis(now),
+            });
         }
     }
 
@@ -128,6 +220,7 @@ impl Relay {
         if outcome.created {
             self.wakeups.inbox_changed();
             self.wakeups.session_changed(session_id);
+            self.publish_message(session_id, &outcome.message);
         }
         Ok(outcome)
     }
@@ -143,6 +236,7 @@ impl Relay {
     ) -> Result<Vec<ClaimedItem>> {
         let deadline = tokio::time::Instant::now() + wait;
         self.store.touch_connector(connector, self.now()).await?;
+        self.connector_seen(connector);
         loop {
             let notified = self.wakeups.inbox.notified();
             tokio::pin!(notified);
@@ -155,6 +249,9 @@ impl Relay {
                 .await?;
             for session_id in &outcome.touched_sessions {
                 self.wakeups.session_changed(session_id);
+            }
+            for item in outcome.dead_lettered {
+                self.publish_dead_letter(item);
             }
             if !outcome.items.is_empty()
                 || tokio::time::Instant::now() >= deadline
@@ -220,6 +317,7 @@ impl Relay {
         connector: &ConnectorRow,
         lease_ms: i64,
     ) -> Result<i64> {
+        self.connector_seen(connector);
         self.store
             .extend_lease(lease_id, connector, lease_ms, self.now())
             .await
@@ -231,6 +329,7 @@ impl Relay {
         connector: &ConnectorRow,
         delta: &str,
     ) -> Result<Message> {
+        self.connector_seen(connector);
         let write = self
             .store
             .stream_delta(lease_id, connector, delta, self.now())
@@ -245,11 +344,13 @@ impl Relay {
         connector: &ConnectorRow,
         text: &str,
     ) -> Result<Message> {
+        self.connector_seen(connector);
         let write = self
             .store
             .reply(lease_id, connector, text, self.now())
             .await?;
         self.wakeups.session_changed(&write.session_id);
+        self.publish_message(&write.session_id, &write.value);
         // The session's next message, if any, is now at the head of its queue.
         self.wakeups.inbox_changed();
         Ok(write.value)
@@ -262,10 +363,27 @@ impl Relay {
         error: &str,
         retry: bool,
     ) -> Result<FailOutcome> {
+        self.connector_seen(connector);
         let write = self
             .store
             .fail(lease_id, connector, error, retry, self.now())
             .await?;
+        self.wakeups.session_changed(&write.session_id);
+        self.wakeups.inbox_changed();
+        if write.value.state == "dead" {
+            self.publish_dead_letter(DeadLettered {
+                message_id: write.item_id,
+                session_id: write.session_id,
+                error: error.to_string(),
+            });
+        }
+        Ok(write.value)
+    }
+
+    /// Puts a dead-lettered item back in the queue and wakes waiting claims. Returns the
+    /// visitor's message, `queued` again.
+    pub async fn retry_dead_letter(&self, message_id: &str) -> Result<Message> {
+        let write = self.store.retry_dead_letter(message_id, self.now()).await?;
         self.wakeups.session_changed(&write.session_id);
         self.wakeups.inbox_changed();
         Ok(write.value)
@@ -281,17 +399,19 @@ impl Relay {
                 _ = tick.tick() => {}
                 _ = self.shutdown.cancelled() => return,
             }
+            self.expire_connectors();
             match self.store.reap_expired(self.now()).await {
-                Ok(sessions) => {
-                    for session_id in &sessions {
+                Ok(items) => {
+                    if !items.is_empty() {
+                        self.wakeups.inbox_changed();
+                    }
+                    for item in items {
                         tracing::warn!(
-                            session_id,
+                            session_id = %item.session_id,
                             "dead-lettered an item whose last lease expired"
                         );
-                        self.wakeups.session_changed(session_id);
-                    }
-                    if !sessions.is_empty() {
-                        self.wakeups.inbox_changed();
+                        self.wakeups.session_changed(&item.session_id);
+                        self.publish_dead_letter(item);
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "could not reap expired leases"),

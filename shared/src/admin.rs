@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::Message;
 use crate::visitor::{Appearance, Launcher, Uploads};
+use crate::{Message, MessageStatus, Role};
 
 /// `POST /admin/interfaces`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -85,6 +85,12 @@ pub struct Connector {
     pub last_seen_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Seen recently (it claims at least every 50 s while running) or holding a lease now.
+    #[serde(default)]
+    pub online: bool,
+    /// Items leased to it right now.
+    #[serde(default)]
+    pub in_flight: u32,
 }
 
 /// One row of the session list.
@@ -102,6 +108,9 @@ pub struct SessionSummary {
     pub referrer: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
+    /// The start (at most 140 characters) of the latest message with text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<String>,
 }
 
 /// `GET /admin/sessions`: newest activity first; pass `next_cursor` as `cursor` for more.
@@ -158,4 +167,128 @@ pub struct AuditPage {
     pub items: Vec<AuditEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+}
+
+/// The answer to a deletion: the id (or slug) of what is gone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeletedId {
+    pub deleted: String,
+}
+
+/// One line of `GET /admin/sessions/export`: a message with its session's fields. The CSV
+/// export has these columns, in this order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportRow {
+    pub session_id: String,
+    pub interface: String,
+    pub visitor_id: String,
+    pub session_created_at: DateTime<Utc>,
+    pub message_id: String,
+    pub seq: i64,
+    pub role: Role,
+    pub status: MessageStatus,
+    pub created_at: DateTime<Utc>,
+    pub text: String,
+}
+
+/// `GET /admin/stats`: numbers for a period (`since` inclusive, `until` exclusive).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    /// The interface slug the numbers are limited to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Sessions opened in the period.
+    pub sessions: i64,
+    /// Distinct visitors among those sessions.
+    pub visitors: i64,
+    /// Messages written in the period, by role.
+    pub messages: MessageCounts,
+    /// From a visitor's message to its completed reply, for messages sent in the period.
+    pub reply_latency_ms: Latency,
+    /// `hour` or `day`: the width of each `series` bucket (hourly up to 3 days, else daily).
+    pub bucket: String,
+    /// Consecutive buckets (UTC-aligned) covering the period, empty ones included.
+    pub series: Vec<StatsBucket>,
+    /// Messages by hour of day, UTC: 24 counts, index 0 is 00:00–00:59.
+    pub by_hour: Vec<i64>,
+    /// The 10 referrers that opened most sessions in the period.
+    pub top_referrers: Vec<ReferrerCount>,
+    /// Items dead-lettered in the period and still in the dead-letter list.
+    pub dead_letters: i64,
+}
+
+/// Message counts by role.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MessageCounts {
+    pub user: i64,
+    pub assistant: i64,
+}
+
+/// Reply latency percentiles; absent when no reply completed in the period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50: Option<i64>,
+    pub p95: Option<i64>,
+}
+
+/// One bucket of [`Stats::series`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsBucket {
+    /// Start of the bucket.
+    pub at: DateTime<Utc>,
+    pub sessions: i64,
+    /// User and assistant messages.
+    pub messages: i64,
+}
+
+/// One of [`Stats::top_referrers`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferrerCount {
+    pub referrer: String,
+    pub sessions: i64,
+}
+
+/// One event of `GET /admin/events`, the admins' live tail. Sent as an SSE event named after
+/// `type`, with this JSON as data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AdminEvent {
+    /// A session was `created`, `ended` or `deleted`.
+    Session {
+        action: String,
+        session_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interface: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// A visitor's message was accepted, or a reply finished.
+    Message {
+        session_id: String,
+        message_id: String,
+        role: Role,
+        status: MessageStatus,
+        /// The start of the text, at most 140 characters.
+        snippet: String,
+        at: DateTime<Utc>,
+    },
+    /// An item was dead-lettered: the agent will not answer it.
+    DeadLetter {
+        session_id: String,
+        message_id: String,
+        error: String,
+        at: DateTime<Utc>,
+    },
+    /// A connector came online (it had not been seen for a while).
+    Connector {
+        connector_id: String,
+        name: String,
+        online: bool,
+        at: DateTime<Utc>,
+    },
+    /// An admin action was recorded in the audit log.
+    Audit { entry: AuditEntry },
+    /// This stream fell behind and skipped `missed` events: reload what is shown.
+    Lagged { missed: u64 },
 }

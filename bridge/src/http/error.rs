@@ -93,6 +93,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound("connector") => {
                 ApiError::not_found("connector_not_found", message)
             }
+            StoreError::NotFound("dead letter") => {
+                ApiError::not_found("dead_letter_not_found", message)
+            }
             StoreError::NotFound(_) => ApiError::not_found("not_found", message),
             StoreError::SlugTaken(_) => ApiError::new(StatusCode::CONFLICT, "slug_taken", message),
             StoreError::ClientIdReused => {
@@ -109,6 +112,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::ItemFinished(_) => {
                 ApiError::new(StatusCode::CONFLICT, "item_finished", message)
+            }
+            StoreError::NotDeadLettered(_) => {
+                ApiError::new(StatusCode::CONFLICT, "not_dead_lettered", message)
             }
             StoreError::UnsupportedUrl(_) | StoreError::Database(_) | StoreError::Migrate(_) => {
                 ApiError::internal(err)

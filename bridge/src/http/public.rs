@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use airlock_shared::admin::AdminEvent;
 use airlock_shared::visitor::{
     AttachmentUploaded, CreateSession, MessageAccepted, MessageList, PublicInterface, SendMessage,
     SessionCreated,
@@ -169,6 +170,12 @@ async fn open_session(
             now,
         )
         .await?;
+    state.publish(AdminEvent::Session {
+        action: "created".into(),
+        session_id: session.id.clone(),
+        interface: Some(session.interface_slug.clone()),
+        at: airlock_shared::time_from_millis(now),
+    });
     Ok((
         StatusCode::CREATED,
         Json(SessionCreated {

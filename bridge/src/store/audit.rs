@@ -30,7 +30,7 @@ impl From<RawEntry> for AuditEntry {
 }
 
 impl Store {
-    /// Records that `actor` did `action` to `target`.
+    /// Records that `actor` did `action` to `target`, and returns the entry.
     pub async fn record_audit(
         &self,
         actor: &str,
@@ -38,12 +38,13 @@ impl Store {
         target: &str,
         detail: Option<&serde_json::Value>,
         now: i64,
-    ) -> Result<()> {
+    ) -> Result<AuditEntry> {
+        let id = new_id("aud");
         sqlx::query(
             "INSERT INTO audit_log (id, at, actor, action, target, detail) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(new_id("aud"))
+        .bind(&id)
         .bind(now)
         .bind(actor)
         .bind(action)
@@ -51,7 +52,14 @@ impl Store {
         .bind(detail.map(|d| d.to_string()))
         .execute(&self.write)
         .await?;
-        Ok(())
+        Ok(AuditEntry {
+            id,
+            at: time_from_millis(now),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            detail: detail.cloned(),
+        })
     }
 
     /// Audit entries, newest first; `before` is the `(at, id)` of the last entry of the previous

@@ -31,6 +31,8 @@ impl ConnectorRow {
             created_at: time_from_millis(self.created_at),
             last_seen_at: self.last_seen_at.map(time_from_millis),
             revoked_at: self.revoked_at.map(time_from_millis),
+            online: false,
+            in_flight: 0,
         }
     }
 }

@@ -16,12 +16,14 @@ mod connectors;
 mod interfaces;
 mod relay;
 mod sessions;
+mod stats;
 
 pub use attachments::{NewAttachment, StoredAttachment};
 pub use connectors::ConnectorRow;
 pub use interfaces::{InterfaceConfig, InterfaceRow, NewInterface};
-pub use relay::{ClaimOutcome, DEFAULT_MAX_ATTEMPTS, LeaseWrite};
-pub use sessions::{NewSession, SendOutcome, SessionFilter, SessionRow};
+pub use relay::{ClaimOutcome, DEFAULT_MAX_ATTEMPTS, DeadLettered, LeaseWrite};
+pub use sessions::{NewSession, SNIPPET_CHARS, SendOutcome, SessionFilter, SessionRow, snippet};
+pub use stats::{StatsData, StatsQuery};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -55,6 +57,8 @@ pub enum StoreError {
     LeaseSuperseded,
     #[error("the item of this lease is already {0}")]
     ItemFinished(&'static str),
+    #[error("this item is not dead-lettered (it is {0})")]
+    NotDeadLettered(String),
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     #[error("database error")]

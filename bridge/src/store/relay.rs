@@ -39,12 +39,24 @@ pub struct ClaimOutcome {
     pub items: Vec<ClaimedItem>,
     /// Sessions whose log changed (a first delivery, or an item dead-lettered on the way).
     pub touched_sessions: Vec<String>,
+    /// Items dead-lettered on the way.
+    pub dead_lettered: Vec<DeadLettered>,
+}
+
+/// An item that was just dead-lettered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLettered {
+    pub message_id: String,
+    pub session_id: String,
+    pub error: String,
 }
 
 /// The result of a stream, reply or fail call: what the visitor's log now shows.
 #[derive(Debug, Clone)]
 pub struct LeaseWrite<T> {
     pub session_id: String,
+    /// The inbox item written for: the visitor message's id.
+    pub item_id: String,
     pub value: T,
 }
 
@@ -159,7 +171,12 @@ impl Store {
                         now,
                     )
                     .await?;
-                    outcome.touched_sessions.push(candidate.session_id);
+                    outcome.touched_sessions.push(candidate.session_id.clone());
+                    outcome.dead_lettered.push(DeadLettered {
+                        message_id: candidate.message_id,
+                        session_id: candidate.session_id,
+                        error,
+                    });
                     dead_lettered = true;
                     continue;
                 }
@@ -374,6 +391,7 @@ impl Store {
         tx.commit().await?;
         Ok(LeaseWrite {
             session_id: lease.session_id,
+            item_id: lease.message_id,
             value: message,
         })
     }
@@ -396,6 +414,7 @@ impl Store {
                 let message = message_in_tx(&mut tx, &out.message_id).await?;
                 return Ok(LeaseWrite {
                     session_id: lease.session_id,
+                    item_id: lease.message_id,
                     value: message,
                 });
             }
@@ -425,6 +444,7 @@ impl Store {
         tx.commit().await?;
         Ok(LeaseWrite {
             session_id: lease.session_id,
+            item_id: lease.message_id,
             value: message,
         })
     }
@@ -485,13 +505,14 @@ impl Store {
         tx.commit().await?;
         Ok(LeaseWrite {
             session_id: lease.session_id,
+            item_id: lease.message_id,
             value: outcome,
         })
     }
 
     /// Dead-letters items whose lease ran out on their last attempt, so their visitors see the
-    /// failure even when no connector claims again. Returns the sessions touched.
-    pub async fn reap_expired(&self, now: i64) -> Result<Vec<String>> {
+    /// failure even when no connector claims again. Returns the items dead-lettered.
+    pub async fn reap_expired(&self, now: i64) -> Result<Vec<DeadLettered>> {
         let expired: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT message_id, session_id, attempts FROM inbox \
              WHERE state = 'leased' AND leased_until <= $1 AND attempts >= $2 LIMIT 100",
@@ -521,9 +542,97 @@ impl Store {
             );
             dead_letter(&mut tx, &message_id, &session_id, &error, now).await?;
             tx.commit().await?;
-            touched.push(session_id);
+            touched.push(DeadLettered {
+                message_id,
+                session_id,
+                error,
+            });
         }
         Ok(touched)
+    }
+
+    /// Puts a dead-lettered item back in the queue as if just sent: attempts reset, due now, the
+    /// visitor's message `queued` again and its failed reply reset to an empty pending one (the
+    /// next delivery writes it over, as a redelivery does). Returns the visitor's message.
+    /// Unknown id is [`StoreError::NotFound`]; an item that is not dead is
+    /// [`StoreError::NotDeadLettered`].
+    pub async fn retry_dead_letter(
+        &self,
+        message_id: &str,
+        now: i64,
+    ) -> Result<LeaseWrite<Message>> {
+        let mut tx = self.begin().await?;
+        let session_id = dead_item(&mut tx, message_id).await?;
+        // `state = 'dead'` again: on PostgreSQL a concurrent retry may have won meanwhile.
+        let done = sqlx::query(
+            "UPDATE inbox SET state = 'queued', attempts = 0, lease_id = NULL, leased_until = NULL, \
+             leased_by = NULL, not_before = $1, last_error = NULL, updated_at = $1 \
+             WHERE message_id = $2 AND state = 'dead'",
+        )
+        .bind(now)
+        .bind(message_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotDeadLettered("queued".into()));
+        }
+        let rev = next_rev(&mut tx, &session_id, false, now).await?;
+        set_message_status(&mut tx, message_id, "queued", rev, now).await?;
+        if let Some(out) = outbox_row(&mut tx, message_id).await? {
+            let rev = next_rev(&mut tx, &session_id, false, now).await?;
+            sqlx::query(
+                "UPDATE messages SET text = '', html = NULL, status = 'streaming', error = NULL, \
+                 rev = $1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(rev)
+            .bind(now)
+            .bind(&out.message_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE outbox SET state = 'streaming', updated_at = $1 WHERE inbox_id = $2",
+            )
+            .bind(now)
+            .bind(message_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let message = message_in_tx(&mut tx, message_id).await?;
+        tx.commit().await?;
+        Ok(LeaseWrite {
+            session_id,
+            item_id: message_id.to_string(),
+            value: message,
+        })
+    }
+
+    /// Drops a dead-lettered item from the dead-letter list; the visitor's log keeps showing
+    /// the failure. Errors as [`Store::retry_dead_letter`].
+    pub async fn discard_dead_letter(&self, message_id: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        dead_item(&mut tx, message_id).await?;
+        // Its leases and outbox row go with it; the messages stay.
+        let done = sqlx::query("DELETE FROM inbox WHERE message_id = $1 AND state = 'dead'")
+            .bind(message_id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("dead letter"));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// How many items each connector holds a live lease on, by connector id.
+    pub async fn leases_in_flight(&self, now: i64) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT leased_by, COUNT(*) FROM inbox \
+             WHERE state = 'leased' AND leased_until > $1 AND leased_by IS NOT NULL \
+             GROUP BY leased_by",
+        )
+        .bind(now)
+        .fetch_all(&self.read)
+        .await?)
     }
 
     /// Dead-lettered items, most recent first.
@@ -565,6 +674,20 @@ impl Store {
             });
         }
         Ok(out)
+    }
+}
+
+/// Locks a dead-lettered inbox item for a change and returns its session id.
+async fn dead_item(tx: &mut Tx, message_id: &str) -> Result<String> {
+    let sql = "SELECT session_id, state FROM inbox WHERE message_id = $1";
+    let row: Option<(String, String)> = sqlx::query_as(sql)
+        .bind(message_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    match row {
+        None => Err(StoreError::NotFound("dead letter")),
+        Some((session_id, state)) if state == "dead" => Ok(session_id),
+        Some((_, state)) => Err(StoreError::NotDeadLettered(state)),
     }
 }
 

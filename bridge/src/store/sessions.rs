@@ -39,6 +39,24 @@ pub struct SessionRow {
     pub message_count: i64,
     pub created_at: i64,
     pub last_activity_at: i64,
+    /// The text of the latest message that has any.
+    pub last_message: Option<String>,
+}
+
+/// Longest `last_message` snippet shown in the session list.
+pub const SNIPPET_CHARS: usize = 140;
+
+/// The start of `text`, at most [`SNIPPET_CHARS`] characters, with `…` when cut.
+pub fn snippet(text: &str) -> String {
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(SNIPPET_CHARS).collect();
+    if chars.next().is_some() {
+        let mut cut: String = head.chars().take(SNIPPET_CHARS - 1).collect();
+        cut.push('…');
+        cut
+    } else {
+        head
+    }
 }
 
 impl SessionRow {
@@ -53,6 +71,7 @@ impl SessionRow {
             referrer: self.referrer.clone(),
             created_at: time_from_millis(self.created_at),
             last_activity_at: time_from_millis(self.last_activity_at),
+            last_message: self.last_message.as_deref().map(snippet),
         }
     }
 }
@@ -62,7 +81,10 @@ macro_rules! select_sessions {
     () => {
         "SELECT s.id, s.interface_id, i.slug AS interface_slug, s.visitor_id, s.page_url, \
          s.page_title, s.referrer, s.locale, s.status, s.last_seq, s.message_count, \
-         s.created_at, s.last_activity_at FROM sessions s JOIN interfaces i ON i.id = s.interface_id"
+         s.created_at, s.last_activity_at, \
+         (SELECT lm.text FROM messages lm WHERE lm.session_id = s.id AND lm.text <> '' \
+          ORDER BY lm.seq DESC LIMIT 1) AS last_message \
+         FROM sessions s JOIN interfaces i ON i.id = s.interface_id"
     };
 }
 
@@ -74,14 +96,35 @@ pub struct SendOutcome {
     pub created: bool,
 }
 
-/// Filters for the admin session list.
+/// Filters for the admin session list and export.
 #[derive(Debug, Clone, Default)]
 pub struct SessionFilter {
     pub interface_slug: Option<String>,
     pub status: Option<String>,
+    /// Sessions active at or after this moment (last activity `>= since`).
+    pub since: Option<i64>,
+    /// Sessions that began before this moment (created `< until`).
+    pub until: Option<i64>,
+    /// Sessions with a message whose text contains this, ignoring case.
+    pub text: Option<String>,
     /// Keyset cursor from a previous page: `(last_activity_at, id)` of its last row.
     pub before: Option<(i64, String)>,
     pub limit: u32,
+}
+
+/// A `LIKE` pattern matching `text` anywhere, lower-cased, with `!` escaping the wildcards (the
+/// query says `ESCAPE '!'`, which SQLite and PostgreSQL read alike).
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '!') {
+            pattern.push('!');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 impl Store {
@@ -179,12 +222,24 @@ impl Store {
     }
 
     /// Sessions, most recently active first, filtered and paged by keyset.
+    ///
+    /// The text search is `LOWER(text) LIKE` on both engines, so it matches the same rows on
+    /// each (for non-ASCII letters SQLite's `LOWER` leaves case alone: those match exactly).
     pub async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRow>> {
         let (before_at, before_id) = filter.before.clone().unwrap_or((i64::MAX, String::new()));
+        let text = filter.text.as_deref().unwrap_or("");
+        let pattern = if text.is_empty() {
+            String::new()
+        } else {
+            contains_pattern(text)
+        };
         Ok(sqlx::query_as(concat!(
             select_sessions!(),
             " WHERE ($1 = '' OR i.slug = $1) AND ($2 = '' OR s.status = $2) \
               AND (s.last_activity_at < $3 OR (s.last_activity_at = $3 AND ($4 = '' OR s.id < $4))) \
+              AND s.last_activity_at >= $6 AND s.created_at < $7 \
+              AND ($8 = '' OR EXISTS (SELECT 1 FROM messages qm WHERE qm.session_id = s.id \
+                   AND LOWER(qm.text) LIKE $8 ESCAPE '!')) \
               ORDER BY s.last_activity_at DESC, s.id DESC LIMIT $5"
         ))
         .bind(filter.interface_slug.clone().unwrap_or_default())
@@ -192,8 +247,88 @@ impl Store {
         .bind(before_at)
         .bind(before_id)
         .bind(i64::from(filter.limit.max(1)))
+        .bind(filter.since.unwrap_or(i64::MIN))
+        .bind(filter.until.unwrap_or(i64::MAX))
+        .bind(pattern)
         .fetch_all(&self.read)
         .await?)
+    }
+
+    /// The messages of several sessions, each session's in order, grouped by session in the
+    /// order of `session_ids`. One query, for the export.
+    pub async fn messages_of_sessions(
+        &self,
+        session_ids: &[String],
+    ) -> Result<Vec<(String, Vec<Message>)>> {
+        if session_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=session_ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages m WHERE m.session_id IN ({}) ORDER BY m.session_id, m.seq"
+            ),
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, MessageRow>(sqlx::AssertSqlSafe(sql));
+        for id in session_ids {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        let mut by_session: std::collections::HashMap<String, Vec<Message>> =
+            std::collections::HashMap::new();
+        for row in rows {
+            by_session
+                .entry(row.session_id.clone())
+                .or_default()
+                .push(row.into_message());
+        }
+        Ok(session_ids
+            .iter()
+            .map(|id| (id.clone(), by_session.remove(id).unwrap_or_default()))
+            .collect())
+    }
+
+    /// Ends a session: its visitor can read it but not send any more. Ending an ended (or
+    /// expired) session changes nothing. Unknown id is [`StoreError::NotFound`].
+    pub async fn end_session(&self, id: &str) -> Result<SessionRow> {
+        sqlx::query("UPDATE sessions SET status = 'ended' WHERE id = $1 AND status = 'active'")
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        let row: Option<SessionRow> =
+            sqlx::query_as(concat!(select_sessions!(), " WHERE s.id = $1"))
+                .bind(id)
+                .fetch_optional(&self.write)
+                .await?;
+        row.ok_or(StoreError::NotFound("session"))
+    }
+
+    /// Deletes a session with everything of it: tokens, messages, inbox items, replies and
+    /// attachments. Unknown id is [`StoreError::NotFound`].
+    pub async fn delete_session(&self, id: &str) -> Result<SessionRow> {
+        let mut tx = self.begin().await?;
+        let row: Option<SessionRow> =
+            sqlx::query_as(concat!(select_sessions!(), " WHERE s.id = $1"))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let row = row.ok_or(StoreError::NotFound("session"))?;
+        // The foreign keys cascade from the session to all of these; deleting the children
+        // explicitly first keeps the work visible and independent of the cascade order.
+        for sql in [
+            "DELETE FROM attachments WHERE session_id = $1",
+            "DELETE FROM inbox WHERE session_id = $1",
+            "DELETE FROM messages WHERE session_id = $1",
+            "DELETE FROM session_tokens WHERE session_id = $1",
+            "DELETE FROM sessions WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(row)
     }
 
     /// Stores a visitor message and its inbox item in one transaction, idempotently by

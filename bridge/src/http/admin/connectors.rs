@@ -1,5 +1,6 @@
-//! `/admin/connectors…`: connector keys.
+//! `/admin/connectors…`: connector keys, and whether each is online and busy.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use airlock_shared::admin::{Connector, CreateConnector, List};
@@ -7,19 +8,41 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use crate::app::AppState;
+use crate::app::{AGENT_ONLINE_WINDOW_MS, AppState};
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminAuth, ApiJson, ApiPath};
 use crate::manage;
 
+/// Every connector with `online` (seen within the window the visitor API uses for
+/// `agent_online`, or holding a lease) and `in_flight` (items leased to it now).
 pub async fn list(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<List<Connector>>, ApiError> {
+    let now = state.relay.now();
     let rows = state.store.list_connectors().await?;
-    Ok(Json(List {
-        items: rows.iter().map(|r| r.to_admin(None)).collect(),
-    }))
+    let in_flight: HashMap<String, i64> = state
+        .store
+        .leases_in_flight(now)
+        .await?
+        .into_iter()
+        .collect();
+    let items = rows
+        .iter()
+        .map(|row| {
+            let mut connector = row.to_admin(None);
+            connector.in_flight = in_flight
+                .get(&row.id)
+                .map_or(0, |n| u32::try_from(*n).unwrap_or(u32::MAX));
+            connector.online = row.revoked_at.is_none()
+                && (connector.in_flight > 0
+                    || row
+                        .last_seen_at
+                        .is_some_and(|seen| now - seen <= AGENT_ONLINE_WINDOW_MS));
+            connector
+        })
+        .collect();
+    Ok(Json(List { items }))
 }
 
 pub async fn create(

@@ -1,15 +1,18 @@
 //! The admin API (admin key): interfaces, connector keys, sessions and transcripts, dead letters,
-//! the audit log. One module per resource; every change an admin makes is recorded with
-//! [`audit`].
+//! stats, the audit log and a live tail of events. One module per resource; every change an
+//! admin makes is recorded with [`audit`].
 
 mod audit_log;
 mod connectors;
 mod dead_letters;
+mod events;
 mod interfaces;
 mod sessions;
+mod stats;
 
 use std::sync::Arc;
 
+use airlock_shared::admin::AdminEvent;
 use axum::{Router, routing};
 
 use super::error::ApiError;
@@ -41,8 +44,24 @@ pub fn routes() -> Router<Arc<AppState>> {
             routing::delete(connectors::revoke),
         )
         .route("/admin/sessions", routing::get(sessions::list))
-        .route("/admin/sessions/{id}", routing::get(sessions::get))
+        // A static segment wins over `{id}` in axum's router, whatever the order here.
+        .route("/admin/sessions/export", routing::get(sessions::export))
+        .route(
+            "/admin/sessions/{id}",
+            routing::get(sessions::get).delete(sessions::delete),
+        )
+        .route("/admin/sessions/{id}/end", routing::post(sessions::end))
         .route("/admin/dead-letters", routing::get(dead_letters::list))
+        .route(
+            "/admin/dead-letters/{message_id}",
+            routing::delete(dead_letters::discard),
+        )
+        .route(
+            "/admin/dead-letters/{message_id}/retry",
+            routing::post(dead_letters::retry),
+        )
+        .route("/admin/stats", routing::get(stats::get))
+        .route("/admin/events", routing::get(events::stream))
         .route("/admin/audit", routing::get(audit_log::list))
 }
 
@@ -57,7 +76,7 @@ impl From<ManageError> for ApiError {
     }
 }
 
-/// Records an admin action in the audit log.
+/// Records an admin action in the audit log and tells the live tails.
 pub(super) async fn audit(
     state: &AppState,
     auth: &AdminAuth,
@@ -65,7 +84,7 @@ pub(super) async fn audit(
     target: &str,
     detail: Option<serde_json::Value>,
 ) -> Result<(), ApiError> {
-    state
+    let entry = state
         .store
         .record_audit(
             &auth.actor,
@@ -75,5 +94,6 @@ pub(super) async fn audit(
             state.relay.now(),
         )
         .await?;
+    state.publish(AdminEvent::Audit { entry });
     Ok(())
 }
