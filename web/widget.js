@@ -8,7 +8,7 @@
   const D = me.dataset, mode = D.mode || "bubble", bubble = mode === "bubble";
   const Q = new URLSearchParams(bubble ? "" : location.search);
   const opt = (k) => D[k] || Q.get(k) || "";
-  const slug = D.interface, KEY = "airlock:" + slug;
+  const slug = D.interface, KEY = "airlock:" + slug, PV = opt("preview");
   const base = me.src.replace(/\/widget\.js([?#].*)?$/, ""), API = base + "/api/v1";
 
   const STR = {
@@ -196,6 +196,7 @@
   const req = async (path, o = {}) => {
     const hd = (o.headers = o.headers || {});
     if (S && path.startsWith("/sessions/")) hd.Authorization = "Bearer " + S.session_token;
+    if (PV) hd["X-Airlock-Preview"] = PV;
     if (o.body) { hd["Content-Type"] = "application/json"; o.body = JSON.stringify(o.body); }
     let r;
     try { r = await fetch(API + path, { cache: "no-store", ...o }); } catch { throw { net: 1 }; }
@@ -588,11 +589,10 @@
     attachBtn.title = fill(L.lim);
     hint.textContent = L.drop + "\n" + attachBtn.title;
     chips.replaceChildren(...(c.suggested_prompts || []).map((p) => {
-      const m = /^([\p{Extended_Pictographic}\p{Regional_Indicator}][\p{Extended_Pictographic}\p{Emoji_Modifier}\u200d\ufe0f]*)\s*(.+)$/su.exec(p);
       const b = h("button", "chip", { type: "button", dir: "auto" });
-      if (m) b.append(h("span", "chip-icon", { "aria-hidden": "true" }, m[1]), m[2]);
-      else b.textContent = p;
-      b.onclick = () => { send(m ? m[2] : p); input.focus(); };
+      if (p.icon) b.append(h("span", "chip-icon", { "aria-hidden": "true" }, p.icon));
+      b.append(p.text);
+      b.onclick = () => { send(p.text); input.focus(); };
       return b;
     }));
     welcome();

@@ -33,6 +33,8 @@ pub struct AppState {
     pub max_message_chars: usize,
     /// The admins' live tail on this replica (`GET /admin/events`).
     pub admin_events: broadcast::Sender<AdminEvent>,
+    /// `AIRLOCK_PUBLIC_URL`, for links the bridge hands out (embed snippets).
+    pub public_url: Option<String>,
 }
 
 impl AppState {
@@ -93,6 +95,7 @@ impl Bridge {
             configured_admin_key_hash: config.admin_key.as_deref().map(hash_secret),
             max_message_chars: config.max_message_chars,
             admin_events,
+            public_url: config.public_url.clone(),
         });
         let local_addr = listener.local_addr()?;
         let app = crate::http::router(state.clone());

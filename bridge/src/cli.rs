@@ -2,18 +2,26 @@
 //! started needs no admin key and no hand-written JSON. Tables for people, `--json` for scripts;
 //! a refused command exits non-zero with a message that says what to do.
 
-use airlock_shared::admin::CreateInterface;
+use std::io::{BufRead, IsTerminal, Write};
+
+use airlock_shared::admin::{CreateInterface, DuplicateInterface, RateLimit, UpdateInterface};
 use airlock_shared::time_from_millis;
-use airlock_shared::visitor::{Appearance, Launcher, Uploads};
+use airlock_shared::visitor::{Appearance, Launcher, SuggestedPrompt, Uploads};
 use anyhow::{Context, bail};
+use serde_json::json;
 
 use crate::app::open_store;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{
-    AdminKeyCommand, Command, Config, ConnectorKeyCommand, InterfaceCommand, SessionsCommand,
+    AdminKeyCommand, AgentArgs, Command, Config, ConnectorKeyCommand, InterfaceCommand,
+    SessionsCommand,
 };
+use crate::export::ExportWriter;
 use crate::manage::{self, ManageError};
-use crate::store::{SessionFilter, StoreError};
+use crate::store::{InterfaceRow, SessionFilter, Store, StoreError};
+
+/// The actor CLI actions are recorded under in the audit log.
+const ACTOR: &str = "cli";
 
 /// Runs one sub-command (anything but `serve`) and prints its result.
 pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
@@ -21,12 +29,18 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
     let now = SystemClock.now_ms();
     let result = match command {
         Command::Serve => unreachable!("serve is handled by main"),
-        Command::Interface(cmd) => interface(&store, cmd, now).await,
+        Command::Interface(cmd) => {
+            let base = config.public_url(config.listen);
+            interface(&store, &base, cmd, now).await
+        }
         Command::ConnectorKey(cmd) => connector_key(&store, config, cmd, now).await,
         Command::AdminKey(AdminKeyCommand::Create { name }) => {
             let key = manage::create_admin_key(&store, &name, now)
                 .await
                 .map_err(explain)?;
+            store
+                .record_audit(ACTOR, "admin_key.create", &name, None, now)
+                .await?;
             println!("Admin key (shown only now; store it safely):\n\n  {key}\n");
             Ok(())
         }
@@ -46,6 +60,9 @@ fn explain(err: ManageError) -> anyhow::Error {
         ManageError::Store(StoreError::SlugTaken(slug)) => anyhow::anyhow!(
             "the slug `{slug}` is already taken; pick another, or see `airlock-bridge interface list`"
         ),
+        ManageError::Store(StoreError::NotFound("interface")) => {
+            anyhow::anyhow!("no such interface; see `airlock-bridge interface list`")
+        }
         ManageError::Store(err) => anyhow::Error::new(err),
     }
 }
@@ -81,8 +98,134 @@ fn when(ms: i64) -> String {
     time_from_millis(ms).format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// "No interface is called `x`" with where to look, for a slug the operator typed.
+fn no_interface(slug: &str) -> anyhow::Error {
+    anyhow::anyhow!("no interface is called `{slug}`; see `airlock-bridge interface list`")
+}
+
+/// Like [`explain`], naming the slug the operator typed when it does not exist.
+fn explain_for(slug: &str) -> impl FnOnce(ManageError) -> anyhow::Error + '_ {
+    move |err| match err {
+        ManageError::Store(StoreError::NotFound("interface")) => no_interface(slug),
+        other => explain(other),
+    }
+}
+
+async fn audit(
+    store: &Store,
+    action: &str,
+    target: &str,
+    detail: Option<serde_json::Value>,
+    now: i64,
+) -> anyhow::Result<()> {
+    store
+        .record_audit(ACTOR, action, target, detail.as_ref(), now)
+        .await?;
+    Ok(())
+}
+
+/// The agent options as API fields: `(session_timeout_mins, rate_limit, origins, connectors,
+/// system_prompt, agent_context)`, each `None` when not given.
+struct AgentFields {
+    session_timeout_mins: Option<u32>,
+    rate_limit: Option<RateLimit>,
+    origins: Option<Vec<String>>,
+    connectors: Option<Vec<String>>,
+    system_prompt: Option<String>,
+    agent_context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+fn agent_fields(args: AgentArgs, current: RateLimit) -> anyhow::Result<AgentFields> {
+    let system_prompt =
+        match (args.system_prompt, args.system_prompt_file) {
+            (Some(prompt), _) => Some(prompt),
+            (None, Some(path)) => Some(std::fs::read_to_string(&path).with_context(|| {
+                format!("cannot read the system prompt from {}", path.display())
+            })?),
+            (None, None) => None,
+        };
+    let agent_context = match args.agent_context {
+        Some(text) => match serde_json::from_str(&text) {
+            Ok(serde_json::Value::Object(map)) => Some(map),
+            _ => bail!("--agent-context must be a JSON object, e.g. '{{\"plan\": \"pro\"}}'"),
+        },
+        None => None,
+    };
+    let rate_limit = match (args.rate_limit_messages, args.rate_limit_window_secs) {
+        (None, None) => None,
+        (messages, window) => Some(RateLimit {
+            messages: messages.unwrap_or(current.messages),
+            window_secs: window.unwrap_or(current.window_secs),
+        }),
+    };
+    Ok(AgentFields {
+        session_timeout_mins: args.session_timeout_mins,
+        rate_limit,
+        origins: (!args.origins.is_empty()).then_some(args.origins),
+        connectors: (!args.connectors.is_empty()).then_some(args.connectors),
+        system_prompt,
+        agent_context,
+    })
+}
+
+fn prompts(texts: Vec<String>) -> Vec<SuggestedPrompt> {
+    texts
+        .into_iter()
+        .map(|text| SuggestedPrompt { text, icon: None })
+        .collect()
+}
+
+/// Prints an interface's settings as `key  value` lines, then its embed snippets.
+fn print_interface(row: &InterfaceRow, base: &str) -> anyhow::Result<()> {
+    let admin = row.to_admin(base);
+    let value = serde_json::to_value(&admin)?;
+    let serde_json::Value::Object(fields) = value else {
+        unreachable!("an interface serialises to an object")
+    };
+    let rows: Vec<Vec<String>> = fields
+        .into_iter()
+        .filter(|(key, _)| key != "embed")
+        .map(|(key, value)| {
+            let shown = match value {
+                serde_json::Value::String(text) => text,
+                serde_json::Value::Null => "-".into(),
+                other => other.to_string(),
+            };
+            vec![key, shown]
+        })
+        .collect();
+    print_table(&["FIELD", "VALUE"], &rows);
+    println!(
+        "\nEmbed:\n  link:   {}\n  script: {}\n  iframe: {}",
+        admin.embed.link, admin.embed.script, admin.embed.iframe
+    );
+    Ok(())
+}
+
+/// Asks the operator to type `slug` back; refuses without a terminal.
+fn confirm_delete(slug: &str, sessions: i64) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "refusing to delete `{slug}` without confirmation: stdin is not a terminal; \
+             add --yes to delete it and its sessions"
+        );
+    }
+    eprint!(
+        "This deletes the interface `{slug}` and its {sessions} session(s) with all their \
+         messages.\nType the slug to confirm: "
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != slug {
+        bail!("not deleted: the answer did not match `{slug}`");
+    }
+    Ok(())
+}
+
 async fn interface(
-    store: &crate::store::Store,
+    store: &Store,
+    base: &str,
     command: InterfaceCommand,
     now: i64,
 ) -> anyhow::Result<()> {
@@ -94,7 +237,7 @@ async fn interface(
             description,
             welcome,
             placeholder,
-            prompts,
+            prompts: prompt_texts,
             persistence,
             locale,
             primary_color,
@@ -111,10 +254,12 @@ async fn interface(
             upload_max_files,
             upload_max_mb,
             upload_types,
+            agent,
             publish,
             json,
         } => {
             let defaults = Uploads::default();
+            let agent = agent_fields(agent, RateLimit::default())?;
             let request = CreateInterface {
                 slug,
                 title,
@@ -122,7 +267,7 @@ async fn interface(
                 description,
                 welcome_message: welcome,
                 placeholder,
-                suggested_prompts: prompts,
+                suggested_prompts: prompts(prompt_texts),
                 persistence: Some(persistence),
                 locale,
                 appearance: Appearance {
@@ -149,13 +294,20 @@ async fn interface(
                         upload_types
                     },
                 },
+                session_timeout_mins: agent.session_timeout_mins,
+                rate_limit: agent.rate_limit,
+                allowed_origins: agent.origins.unwrap_or_default(),
+                connectors: agent.connectors.unwrap_or_default(),
+                system_prompt: agent.system_prompt,
+                agent_context: agent.agent_context,
                 publish,
             };
             let row = manage::create_interface(store, request, now)
                 .await
                 .map_err(explain)?;
+            audit(store, "interface.create", &row.slug, None, now).await?;
             if json {
-                return print_json(&row.to_admin());
+                return print_json(&row.to_admin(base));
             }
             println!("Created interface `{}` ({}).", row.slug, row.status);
             if !row.is_published() {
@@ -169,8 +321,8 @@ async fn interface(
         InterfaceCommand::List { json } => {
             let rows = store.list_interfaces().await?;
             if json {
-                let items: Vec<_> = rows.iter().map(|r| r.to_admin()).collect();
-                return print_json(&items);
+                let items: Vec<_> = rows.iter().map(|r| r.to_admin(base)).collect();
+                return print_json(&json!({ "items": items }));
             }
             let table: Vec<Vec<String>> = rows
                 .iter()
@@ -186,27 +338,209 @@ async fn interface(
             print_table(&["SLUG", "STATUS", "TITLE", "CREATED (UTC)"], &table);
             Ok(())
         }
-        InterfaceCommand::Publish { slug } => set_published(store, &slug, true, now).await,
-        InterfaceCommand::Unpublish { slug } => set_published(store, &slug, false, now).await,
+        InterfaceCommand::Show { slug, json } => {
+            let row = store
+                .interface_by_slug(&slug)
+                .await?
+                .ok_or_else(|| no_interface(&slug))?;
+            if json {
+                return print_json(&row.to_admin(base));
+            }
+            print_interface(&row, base)
+        }
+        InterfaceCommand::Update {
+            slug,
+            new_slug,
+            name,
+            title,
+            description,
+            welcome,
+            placeholder,
+            prompts: prompt_texts,
+            no_prompts,
+            persistence,
+            locale,
+            primary_color,
+            theme,
+            agent,
+            file,
+            json,
+        } => {
+            let current = store
+                .interface_by_slug(&slug)
+                .await?
+                .ok_or_else(|| no_interface(&slug))?;
+            let mut patch: UpdateInterface = match file {
+                Some(path) => {
+                    let text = if path.as_os_str() == "-" {
+                        std::io::read_to_string(std::io::stdin())?
+                    } else {
+                        std::fs::read_to_string(&path)
+                            .with_context(|| format!("cannot read {}", path.display()))?
+                    };
+                    serde_json::from_str(&text).with_context(|| {
+                        "the file is not a valid update: a JSON object with fields of \
+                         `PATCH /api/v1/admin/interfaces/{slug}` (see docs/api.md)"
+                    })?
+                }
+                None => UpdateInterface::default(),
+            };
+            let agent = agent_fields(agent, current.config.rate_limit)?;
+            patch.slug = new_slug.or(patch.slug);
+            patch.name = name.or(patch.name);
+            patch.title = title.or(patch.title);
+            patch.description = description.or(patch.description);
+            patch.welcome_message = welcome.or(patch.welcome_message);
+            patch.placeholder = placeholder.or(patch.placeholder);
+            if no_prompts {
+                patch.suggested_prompts = Some(Vec::new());
+            } else if !prompt_texts.is_empty() {
+                patch.suggested_prompts = Some(prompts(prompt_texts));
+            }
+            patch.persistence = persistence.or(patch.persistence);
+            if let Some(locale) = locale {
+                patch.locale = Some(Some(locale));
+            }
+            if primary_color.is_some() || theme.is_some() {
+                let mut appearance = patch
+                    .appearance
+                    .take()
+                    .unwrap_or_else(|| current.config.appearance.clone());
+                if let Some(color) = primary_color {
+                    appearance.primary_color = color;
+                }
+                if let Some(theme) = theme {
+                    appearance.theme = theme;
+                }
+                patch.appearance = Some(appearance);
+            }
+            patch.session_timeout_mins = agent.session_timeout_mins.or(patch.session_timeout_mins);
+            patch.rate_limit = agent.rate_limit.or(patch.rate_limit);
+            patch.allowed_origins = agent.origins.or(patch.allowed_origins);
+            patch.connectors = agent.connectors.or(patch.connectors);
+            if let Some(prompt) = agent.system_prompt {
+                patch.system_prompt = Some(Some(prompt));
+            }
+            if let Some(context) = agent.agent_context {
+                patch.agent_context = Some(Some(context));
+            }
+            let fields: Vec<String> = match serde_json::to_value(&patch)? {
+                serde_json::Value::Object(fields) => fields.keys().cloned().collect(),
+                _ => Vec::new(),
+            };
+            if fields.is_empty() {
+                bail!(
+                    "nothing to change: give an option such as --title, or see `airlock-bridge interface update --help`"
+                );
+            }
+            let row = manage::update_interface(store, &slug, patch, now)
+                .await
+                .map_err(explain_for(&slug))?;
+            let mut detail = json!({ "fields": fields });
+            if row.slug != slug {
+                detail["renamed_from"] = json!(slug);
+            }
+            audit(store, "interface.update", &row.slug, Some(detail), now).await?;
+            if json {
+                return print_json(&row.to_admin(base));
+            }
+            println!("Updated interface `{}` ({}).", row.slug, fields.join(", "));
+            Ok(())
+        }
+        InterfaceCommand::Publish { slug, json } => {
+            set_published(store, base, &slug, true, json, now).await
+        }
+        InterfaceCommand::Unpublish { slug, json } => {
+            set_published(store, base, &slug, false, json, now).await
+        }
+        InterfaceCommand::Duplicate {
+            slug,
+            new_slug,
+            title,
+            json,
+        } => {
+            let request = DuplicateInterface {
+                slug: new_slug,
+                title,
+            };
+            let row = manage::duplicate_interface(store, &slug, request, now)
+                .await
+                .map_err(explain_for(&slug))?;
+            audit(
+                store,
+                "interface.duplicate",
+                &row.slug,
+                Some(json!({ "from": slug })),
+                now,
+            )
+            .await?;
+            if json {
+                return print_json(&row.to_admin(base));
+            }
+            println!(
+                "Copied `{slug}` to `{}` (a draft: publish it with `airlock-bridge interface publish {}`).",
+                row.slug, row.slug
+            );
+            Ok(())
+        }
+        InterfaceCommand::Delete { slug, yes, json } => {
+            let row = store
+                .interface_by_slug(&slug)
+                .await?
+                .ok_or_else(|| no_interface(&slug))?;
+            if !yes {
+                let sessions = store.count_sessions_of_interface(&row.id).await?;
+                confirm_delete(&slug, sessions)?;
+            }
+            let sessions = match store.delete_interface(&slug).await {
+                Ok(sessions) => sessions,
+                Err(StoreError::NotFound(_)) => return Err(no_interface(&slug)),
+                Err(err) => return Err(err.into()),
+            };
+            audit(
+                store,
+                "interface.delete",
+                &slug,
+                Some(json!({ "sessions": sessions })),
+                now,
+            )
+            .await?;
+            if json {
+                return print_json(&json!({ "deleted": slug, "sessions": sessions }));
+            }
+            println!("Deleted interface `{slug}` and {sessions} session(s).");
+            Ok(())
+        }
     }
 }
 
 async fn set_published(
-    store: &crate::store::Store,
+    store: &Store,
+    base: &str,
     slug: &str,
     published: bool,
+    json: bool,
     now: i64,
 ) -> anyhow::Result<()> {
-    match store.set_interface_published(slug, published, now).await {
-        Ok(row) => {
-            println!("Interface `{}` is now {}.", row.slug, row.status);
-            Ok(())
-        }
-        Err(StoreError::NotFound(_)) => {
-            bail!("no interface is called `{slug}`; see `airlock-bridge interface list`")
-        }
-        Err(err) => Err(err.into()),
+    let row = match store.set_interface_published(slug, published, now).await {
+        Ok(row) => row,
+        Err(StoreError::NotFound(_)) => return Err(no_interface(slug)),
+        Err(err) => return Err(err.into()),
+    };
+    let action = if published {
+        "interface.publish"
+    } else {
+        "interface.unpublish"
+    };
+    audit(store, action, slug, None, now).await?;
+    if json {
+        return print_json(&row.to_admin(base));
     }
+    println!("Interface `{}` is now {}.", row.slug, row.status);
+    if published {
+        println!("Visitors can open it at {}", row.to_admin(base).embed.link);
+    }
+    Ok(())
 }
 
 async fn connector_key(
@@ -224,6 +558,14 @@ async fn connector_key(
             let (row, key) = manage::create_connector_key(store, &name, &interfaces, now)
                 .await
                 .map_err(explain)?;
+            audit(
+                store,
+                "connector.create",
+                &row.id,
+                Some(json!({ "name": row.name, "interfaces": row.interfaces })),
+                now,
+            )
+            .await?;
             if json {
                 return print_json(&row.to_admin(Some(key)));
             }
@@ -248,7 +590,7 @@ async fn connector_key(
             let rows = store.list_connectors().await?;
             if json {
                 let items: Vec<_> = rows.iter().map(|r| r.to_admin(None)).collect();
-                return print_json(&items);
+                return print_json(&json!({ "items": items }));
             }
             let table: Vec<Vec<String>> = rows
                 .iter()
@@ -276,8 +618,12 @@ async fn connector_key(
             );
             Ok(())
         }
-        ConnectorKeyCommand::Revoke { id } => match store.revoke_connector(&id, now).await {
+        ConnectorKeyCommand::Revoke { id, json } => match store.revoke_connector(&id, now).await {
             Ok(row) => {
+                audit(store, "connector.revoke", &row.id, None, now).await?;
+                if json {
+                    return print_json(&row.to_admin(None));
+                }
                 println!("Revoked connector key `{}` ({}).", row.name, row.id);
                 Ok(())
             }
@@ -287,6 +633,60 @@ async fn connector_key(
             Err(err) => Err(err.into()),
         },
     }
+}
+
+/// Writes every message of every matching session, newest activity first, a page at a time.
+async fn export(
+    store: &Store,
+    format: crate::export::ExportFormat,
+    output: Option<std::path::PathBuf>,
+    interface: Option<String>,
+) -> anyhow::Result<()> {
+    if let Some(slug) = &interface
+        && store.interface_by_slug(slug).await?.is_none()
+    {
+        return Err(no_interface(slug));
+    }
+    let out: Box<dyn Write> = match &output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut writer = ExportWriter::new(format, out);
+    let mut filter = SessionFilter {
+        interface_slug: interface,
+        status: None,
+        before: None,
+        limit: 200,
+    };
+    let (mut sessions, mut messages) = (0u64, 0u64);
+    loop {
+        let page = store.list_sessions(&filter).await?;
+        for session in &page {
+            let summary = session.to_summary();
+            for message in store.transcript(&session.id).await? {
+                writer.write(&summary, &message)?;
+                messages += 1;
+            }
+            sessions += 1;
+        }
+        match page.last() {
+            Some(last) if page.len() == filter.limit as usize => {
+                filter.before = Some((last.last_activity_at, last.id.clone()));
+            }
+            _ => break,
+        }
+    }
+    writer.finish()?;
+    if let Some(path) = output {
+        eprintln!(
+            "Exported {messages} message(s) of {sessions} session(s) to {}.",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 async fn sessions(store: &crate::store::Store, command: SessionsCommand) -> anyhow::Result<()> {
@@ -307,7 +707,7 @@ async fn sessions(store: &crate::store::Store, command: SessionsCommand) -> anyh
                 .await?;
             if json {
                 let items: Vec<_> = rows.iter().map(|r| r.to_summary()).collect();
-                return print_json(&items);
+                return print_json(&json!({ "items": items }));
             }
             let table: Vec<Vec<String>> = rows
                 .iter()
@@ -363,5 +763,10 @@ async fn sessions(store: &crate::store::Store, command: SessionsCommand) -> anyh
             }
             Ok(())
         }
+        SessionsCommand::Export {
+            format,
+            output,
+            interface,
+        } => export(store, format, output, interface).await,
     }
 }

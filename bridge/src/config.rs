@@ -214,6 +214,8 @@ pub enum InterfaceCommand {
         /// A MIME type visitors may attach (repeatable); default: common images, PDF, plain text.
         #[arg(long = "upload-type")]
         upload_types: Vec<String>,
+        #[command(flatten)]
+        agent: AgentArgs,
         /// Publish at once.
         #[arg(long)]
         publish: bool,
@@ -225,10 +227,120 @@ pub enum InterfaceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show one interface's whole configuration and its embed snippets.
+    Show {
+        slug: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change an interface: only the options given change.
+    Update {
+        slug: String,
+        /// Rename: the new slug (links with the old one stop working).
+        #[arg(long = "rename")]
+        new_slug: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// First message visitors see.
+        #[arg(long)]
+        welcome: Option<String>,
+        #[arg(long)]
+        placeholder: Option<String>,
+        /// A suggested prompt chip (repeatable; replaces the list).
+        #[arg(long = "prompt")]
+        prompts: Vec<String>,
+        /// Remove every suggested prompt.
+        #[arg(long, conflicts_with = "prompts")]
+        no_prompts: bool,
+        /// `session` or `local`.
+        #[arg(long)]
+        persistence: Option<String>,
+        /// Language of the widget's texts, e.g. `de`.
+        #[arg(long)]
+        locale: Option<String>,
+        /// Accent color, e.g. `#3b5bdb`.
+        #[arg(long)]
+        primary_color: Option<String>,
+        /// `light`, `dark` or `auto`.
+        #[arg(long)]
+        theme: Option<String>,
+        #[command(flatten)]
+        agent: AgentArgs,
+        /// A JSON file with any fields of the admin API's `PATCH` body (`-` for stdin);
+        /// options given on the command line win.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Make an interface visible to visitors.
-    Publish { slug: String },
+    Publish {
+        slug: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Hide an interface from visitors (back to draft).
-    Unpublish { slug: String },
+    Unpublish {
+        slug: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy an interface under a new slug, as a draft.
+    Duplicate {
+        slug: String,
+        /// The copy's slug.
+        #[arg(long = "to")]
+        new_slug: String,
+        /// The copy's title (default: the original's).
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an interface with all its sessions and messages.
+    Delete {
+        slug: String,
+        /// Do not ask for confirmation (needed when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Who may serve an interface and what the agent gets with it (shared by create and update).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AgentArgs {
+    /// Minutes of inactivity before a session expires (default 1440, a day).
+    #[arg(long)]
+    pub session_timeout_mins: Option<u32>,
+    /// Visitor messages allowed per window (default 10).
+    #[arg(long)]
+    pub rate_limit_messages: Option<u32>,
+    /// The rate limit's window in seconds (default 60).
+    #[arg(long)]
+    pub rate_limit_window_secs: Option<u32>,
+    /// An origin allowed to embed the chat, e.g. https://example.com (repeatable; replaces the
+    /// list on update).
+    #[arg(long = "origin")]
+    pub origins: Vec<String>,
+    /// Id of a connector key allowed to serve the interface (repeatable; replaces the list on
+    /// update). Default: any connector whose own scope includes it.
+    #[arg(long = "connector")]
+    pub connectors: Vec<String>,
+    /// The agent's system prompt for this interface (a template with the connector's tags).
+    #[arg(long)]
+    pub system_prompt: Option<String>,
+    /// Read the system prompt from a file.
+    #[arg(long, conflicts_with = "system_prompt")]
+    pub system_prompt_file: Option<PathBuf>,
+    /// A JSON object handed to the agent with every message, e.g. '{"plan":"pro"}'.
+    #[arg(long)]
+    pub agent_context: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,7 +362,11 @@ pub enum ConnectorKeyCommand {
         json: bool,
     },
     /// Revoke a connector key by id; its next call is refused.
-    Revoke { id: String },
+    Revoke {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,5 +395,16 @@ pub enum SessionsCommand {
         id: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Export messages with their sessions' fields, one row per message.
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: crate::export::ExportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Only sessions of this interface.
+        #[arg(long)]
+        interface: Option<String>,
     },
 }

@@ -1,11 +1,14 @@
 //! Admin operations shared by the admin API and the CLI, so both validate the same way and
 //! answer with the same words.
 
-use airlock_shared::admin::CreateInterface;
+use airlock_shared::admin::{
+    CreateInterface, DEFAULT_SESSION_TIMEOUT_MINS, DuplicateInterface, UpdateInterface,
+};
 
 use crate::store::{ConnectorRow, InterfaceConfig, InterfaceRow, NewInterface, Store, StoreError};
 use crate::tokens::{ADMIN_KEY_PREFIX, CONNECTOR_KEY_PREFIX, hash_secret, new_secret};
 use crate::validate;
+use airlock_shared::visitor::SuggestedPrompt;
 
 /// Why an admin operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -28,24 +31,29 @@ fn invalid(field: &'static str) -> impl FnOnce(String) -> ManageError {
 const MAX_LABEL_CHARS: usize = 200;
 const MAX_BLURB_CHARS: usize = 2_000;
 const MAX_PROMPTS: usize = 12;
+const MAX_ORIGINS: usize = 50;
+const MAX_CONNECTORS: usize = 50;
 
-/// Validates and creates an interface.
-pub async fn create_interface(
+fn invalid_field((field, message): (&'static str, String)) -> ManageError {
+    ManageError::Invalid { field, message }
+}
+
+/// The one validation path for a whole interface, new or changed: what create and update store
+/// has passed here.
+async fn check_interface(
     store: &Store,
-    request: CreateInterface,
-    now: i64,
-) -> Result<InterfaceRow, ManageError> {
-    validate::slug(&request.slug).map_err(invalid("slug"))?;
-    validate::text("title", &request.title, MAX_LABEL_CHARS).map_err(invalid("title"))?;
-    if let Some(name) = &request.name {
-        validate::text("name", name, MAX_LABEL_CHARS).map_err(invalid("name"))?;
-    }
-    let persistence = request.persistence.unwrap_or_else(|| "session".into());
-    validate::persistence(&persistence).map_err(invalid("persistence"))?;
+    slug: &str,
+    name: &str,
+    config: &InterfaceConfig,
+) -> Result<(), ManageError> {
+    validate::slug(slug).map_err(invalid("slug"))?;
+    validate::text("name", name, MAX_LABEL_CHARS).map_err(invalid("name"))?;
+    validate::text("title", &config.title, MAX_LABEL_CHARS).map_err(invalid("title"))?;
+    validate::persistence(&config.persistence).map_err(invalid("persistence"))?;
     for (field, value) in [
-        ("description", &request.description),
-        ("welcome_message", &request.welcome_message),
-        ("placeholder", &request.placeholder),
+        ("description", &config.description),
+        ("welcome_message", &config.welcome_message),
+        ("placeholder", &config.placeholder),
     ] {
         if value.chars().count() > MAX_BLURB_CHARS {
             return Err(ManageError::Invalid {
@@ -54,42 +62,207 @@ pub async fn create_interface(
             });
         }
     }
-    if request.suggested_prompts.len() > MAX_PROMPTS {
+    if config.suggested_prompts.len() > MAX_PROMPTS {
         return Err(ManageError::Invalid {
             field: "suggested_prompts",
             message: format!("at most {MAX_PROMPTS} suggested prompts"),
         });
     }
-    for prompt in &request.suggested_prompts {
-        validate::text("suggested_prompts[]", prompt, MAX_LABEL_CHARS)
+    for prompt in &config.suggested_prompts {
+        validate::text("suggested_prompts[].text", &prompt.text, MAX_LABEL_CHARS)
             .map_err(invalid("suggested_prompts"))?;
+        if let Some(icon) = &prompt.icon {
+            validate::prompt_icon(icon).map_err(invalid("suggested_prompts"))?;
+        }
     }
-    validate::appearance(&request.appearance)
-        .map_err(|(field, message)| ManageError::Invalid { field, message })?;
-    validate::launcher(&request.launcher)
-        .map_err(|(field, message)| ManageError::Invalid { field, message })?;
-    if let Some(locale) = &request.locale {
+    validate::appearance(&config.appearance).map_err(invalid_field)?;
+    validate::launcher(&config.launcher).map_err(invalid_field)?;
+    if let Some(locale) = &config.locale {
         validate::locale(locale).map_err(invalid("locale"))?;
     }
-    validate::uploads(&request.uploads)
-        .map_err(|(field, message)| ManageError::Invalid { field, message })?;
+    validate::uploads(&config.uploads).map_err(invalid_field)?;
+    validate::session_timeout_mins(config.session_timeout_mins)
+        .map_err(invalid("session_timeout_mins"))?;
+    validate::rate_limit(&config.rate_limit).map_err(invalid_field)?;
+    if config.allowed_origins.len() > MAX_ORIGINS {
+        return Err(ManageError::Invalid {
+            field: "allowed_origins",
+            message: format!("at most {MAX_ORIGINS} origins"),
+        });
+    }
+    for origin in &config.allowed_origins {
+        validate::origin(origin).map_err(invalid("allowed_origins"))?;
+    }
+    if config.connectors.len() > MAX_CONNECTORS {
+        return Err(ManageError::Invalid {
+            field: "connectors",
+            message: format!("at most {MAX_CONNECTORS} connectors"),
+        });
+    }
+    for id in &config.connectors {
+        if !store.connector_exists(id).await? {
+            return Err(ManageError::Invalid {
+                field: "connectors",
+                message: format!(
+                    "no connector key has the id `{id}`; see `airlock-bridge connector-key list`"
+                ),
+            });
+        }
+    }
+    if let Some(prompt) = &config.system_prompt {
+        validate::system_prompt(prompt).map_err(invalid("system_prompt"))?;
+    }
+    if let Some(context) = &config.agent_context {
+        validate::agent_context(context).map_err(invalid("agent_context"))?;
+    }
+    Ok(())
+}
+
+/// Removes repeated entries, keeping the first of each.
+fn dedup(values: Vec<String>) -> Vec<String> {
+    let mut seen = Vec::with_capacity(values.len());
+    for value in values {
+        if !seen.contains(&value) {
+            seen.push(value);
+        }
+    }
+    seen
+}
+
+/// Validates and creates an interface.
+pub async fn create_interface(
+    store: &Store,
+    request: CreateInterface,
+    now: i64,
+) -> Result<InterfaceRow, ManageError> {
+    let config = InterfaceConfig {
+        title: request.title,
+        description: request.description,
+        welcome_message: request.welcome_message,
+        placeholder: request.placeholder,
+        suggested_prompts: request.suggested_prompts,
+        persistence: request.persistence.unwrap_or_else(|| "session".into()),
+        locale: request.locale,
+        appearance: request.appearance,
+        launcher: request.launcher,
+        uploads: request.uploads,
+        session_timeout_mins: request
+            .session_timeout_mins
+            .unwrap_or(DEFAULT_SESSION_TIMEOUT_MINS),
+        rate_limit: request.rate_limit.unwrap_or_default(),
+        allowed_origins: dedup(request.allowed_origins),
+        connectors: dedup(request.connectors),
+        system_prompt: request.system_prompt,
+        agent_context: request.agent_context,
+    };
     let new = NewInterface {
-        name: request.name.unwrap_or_else(|| request.title.clone()),
+        name: request.name.unwrap_or_else(|| config.title.clone()),
         slug: request.slug,
         published: request.publish,
-        config: InterfaceConfig {
-            title: request.title,
-            description: request.description,
-            welcome_message: request.welcome_message,
-            placeholder: request.placeholder,
-            suggested_prompts: request.suggested_prompts,
-            persistence,
-            locale: request.locale,
-            appearance: request.appearance,
-            launcher: request.launcher,
-            uploads: request.uploads,
-        },
+        config,
     };
+    check_interface(store, &new.slug, &new.name, &new.config).await?;
+    Ok(store.create_interface(&new, now).await?)
+}
+
+/// The stored interface called `slug`, or [`StoreError::NotFound`].
+async fn existing(store: &Store, slug: &str) -> Result<InterfaceRow, ManageError> {
+    Ok(store
+        .interface_by_slug(slug)
+        .await?
+        .ok_or(StoreError::NotFound("interface"))?)
+}
+
+/// Applies a partial update (fields present replace the stored ones), validates the result as
+/// a whole and stores it.
+pub async fn update_interface(
+    store: &Store,
+    slug: &str,
+    patch: UpdateInterface,
+    now: i64,
+) -> Result<InterfaceRow, ManageError> {
+    let row = existing(store, slug).await?;
+    let mut config = row.config;
+    let new_slug = patch.slug.unwrap_or(row.slug);
+    let name = patch.name.unwrap_or(row.name);
+    if let Some(title) = patch.title {
+        config.title = title;
+    }
+    if let Some(description) = patch.description {
+        config.description = description;
+    }
+    if let Some(welcome) = patch.welcome_message {
+        config.welcome_message = welcome;
+    }
+    if let Some(placeholder) = patch.placeholder {
+        config.placeholder = placeholder;
+    }
+    if let Some(prompts) = patch.suggested_prompts {
+        config.suggested_prompts = prompts;
+    }
+    if let Some(persistence) = patch.persistence {
+        config.persistence = persistence;
+    }
+    if let Some(locale) = patch.locale {
+        config.locale = locale;
+    }
+    if let Some(appearance) = patch.appearance {
+        config.appearance = appearance;
+    }
+    if let Some(launcher) = patch.launcher {
+        config.launcher = launcher;
+    }
+    if let Some(uploads) = patch.uploads {
+        config.uploads = uploads;
+    }
+    if let Some(minutes) = patch.session_timeout_mins {
+        config.session_timeout_mins = minutes;
+    }
+    if let Some(limit) = patch.rate_limit {
+        config.rate_limit = limit;
+    }
+    if let Some(origins) = patch.allowed_origins {
+        config.allowed_origins = dedup(origins);
+    }
+    if let Some(connectors) = patch.connectors {
+        config.connectors = dedup(connectors);
+    }
+    if let Some(prompt) = patch.system_prompt {
+        config.system_prompt = prompt;
+    }
+    if let Some(context) = patch.agent_context {
+        config.agent_context = context;
+    }
+    check_interface(store, &new_slug, &name, &config).await?;
+    Ok(store
+        .update_interface(&row.id, &new_slug, &name, &config, now)
+        .await?)
+}
+
+/// Copies an interface under a new slug (and optionally a new title), as a draft.
+pub async fn duplicate_interface(
+    store: &Store,
+    slug: &str,
+    request: DuplicateInterface,
+    now: i64,
+) -> Result<InterfaceRow, ManageError> {
+    let original = existing(store, slug).await?;
+    let mut config = original.config;
+    let mut name = original.name;
+    if let Some(title) = request.title {
+        // The copy's admin name follows its new title unless the original had its own.
+        if name == config.title {
+            name = title.clone();
+        }
+        config.title = title;
+    }
+    let new = NewInterface {
+        slug: request.slug,
+        name,
+        published: false,
+        config,
+    };
+    check_interface(store, &new.slug, &new.name, &new.config).await?;
     Ok(store.create_interface(&new, now).await?)
 }
 
@@ -136,8 +309,14 @@ pub fn demo_interface() -> CreateInterface {
         welcome_message: "Hi! I'm the demo agent. Write anything and I'll stream it back.".into(),
         placeholder: "Type a message…".into(),
         suggested_prompts: vec![
-            "Hello, who are you?".into(),
-            "Show me streaming, one word at a time".into(),
+            SuggestedPrompt {
+                text: "Hello, who are you?".into(),
+                icon: Some("👋".into()),
+            },
+            SuggestedPrompt {
+                text: "Show me streaming, one word at a time".into(),
+                icon: Some("⚡".into()),
+            },
         ],
         persistence: Some("local".into()),
         publish: true,

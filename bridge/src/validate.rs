@@ -198,6 +198,100 @@ pub fn locale(tag: &str) -> Result<(), String> {
     }
 }
 
+/// Longest session timeout: 30 days.
+pub const MAX_SESSION_TIMEOUT_MINS: u32 = 43_200;
+
+/// Checks a session timeout in minutes: 5 minutes to 30 days.
+pub fn session_timeout_mins(minutes: u32) -> Result<(), String> {
+    if (5..=MAX_SESSION_TIMEOUT_MINS).contains(&minutes) {
+        Ok(())
+    } else {
+        Err(format!(
+            "use 5 to {MAX_SESSION_TIMEOUT_MINS} minutes (30 days)"
+        ))
+    }
+}
+
+/// Checks a rate limit: 1–1,000 messages per 1 second to 1 day.
+pub fn rate_limit(limit: &airlock_shared::admin::RateLimit) -> Result<(), (&'static str, String)> {
+    if !(1..=1_000).contains(&limit.messages) {
+        return Err(("rate_limit.messages", "use 1 to 1000 messages".into()));
+    }
+    if !(1..=86_400).contains(&limit.window_secs) {
+        return Err((
+            "rate_limit.window_secs",
+            "use 1 to 86400 seconds (a day)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an allowed origin: `*`, or `http(s)://host[:port]` with nothing after it.
+pub fn origin(value: &str) -> Result<(), String> {
+    if value == "*" {
+        return Ok(());
+    }
+    let refused = || {
+        format!(
+            "`{value}` is not an origin like https://example.com or http://localhost:8080 (or `*`)"
+        )
+    };
+    let (scheme, rest) = value.split_once("://").ok_or_else(refused)?;
+    if !matches!(scheme, "http" | "https") {
+        return Err(refused());
+    }
+    // IPv6 literals are not accepted; use a host name.
+    let (host, port) = match rest.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.parse::<u16>().is_ok_and(|n| n > 0));
+    if host_ok && port_ok {
+        Ok(())
+    } else {
+        Err(refused())
+    }
+}
+
+/// Longest interface system prompt, in characters.
+pub const MAX_SYSTEM_PROMPT_CHARS: usize = 20_000;
+/// Largest `agent_context`, as compact JSON.
+pub const MAX_AGENT_CONTEXT_BYTES: usize = 16 * 1024;
+
+/// Checks an interface's system prompt template.
+pub fn system_prompt(prompt: &str) -> Result<(), String> {
+    text("system_prompt", prompt, MAX_SYSTEM_PROMPT_CHARS)
+}
+
+/// Checks an interface's `agent_context` object: at most 16 KB as JSON.
+pub fn agent_context(context: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    let size = serde_json::to_string(context)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_AGENT_CONTEXT_BYTES {
+        return Err(format!(
+            "agent_context is {size} bytes as JSON; the limit is {MAX_AGENT_CONTEXT_BYTES}"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a suggested prompt's icon: an emoji or short symbol.
+pub fn prompt_icon(value: &str) -> Result<(), String> {
+    emoji(value)
+}
+
 /// `#rgb`, `#rrggbb` or `#rrggbbaa`.
 fn color(value: &str) -> Result<(), String> {
     let hex = value.strip_prefix('#').unwrap_or("");
@@ -335,6 +429,33 @@ mod tests {
         assert!(super::locale("de-CH").is_ok());
         assert!(super::locale("ar").is_ok());
         assert!(super::locale("english please").is_err());
+    }
+
+    #[test]
+    fn origins_are_scheme_host_and_port_only() {
+        for good in [
+            "*",
+            "https://example.com",
+            "http://localhost:8080",
+            "https://shop.example.co.uk",
+            "http://127.0.0.1:3000",
+        ] {
+            assert!(super::origin(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "example.com",
+            "https://example.com/",
+            "https://example.com/path",
+            "ftp://example.com",
+            "https://",
+            "https://exa mple.com",
+            "https://example.com:0",
+            "https://example.com:99999",
+            "https://*.example.com",
+            "javascript:alert(1)",
+        ] {
+            assert!(super::origin(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -128,6 +128,8 @@ async fn check_agent(config: &Config) -> bool {
         referrer: None,
         locale: None,
         context: None,
+        system_prompt: None,
+        agent_context: None,
     };
     let request = AgentRequest {
         attachments: Vec::new(),

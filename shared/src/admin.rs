@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::visitor::{Appearance, Launcher, Uploads};
+use crate::visitor::{Appearance, Launcher, SuggestedPrompt, Uploads};
 use crate::{Message, MessageStatus, Role};
 
 /// `POST /admin/interfaces`.
@@ -22,7 +22,7 @@ pub struct CreateInterface {
     #[serde(default)]
     pub placeholder: String,
     #[serde(default)]
-    pub suggested_prompts: Vec<String>,
+    pub suggested_prompts: Vec<SuggestedPrompt>,
     /// `session` (default) or `local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence: Option<String>,
@@ -35,9 +35,154 @@ pub struct CreateInterface {
     pub launcher: Launcher,
     #[serde(default)]
     pub uploads: Uploads,
+    /// Minutes of inactivity after which a session expires; default
+    /// [`DEFAULT_SESSION_TIMEOUT_MINS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_timeout_mins: Option<u32>,
+    /// Visitor messages allowed per window; default 10 per 60 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Origins (`https://example.com[:port]`, or `*`) allowed to embed the chat; empty = any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    /// Ids of the connector keys that may serve this interface; empty = any connector whose own
+    /// scope includes it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connectors: Vec<String>,
+    /// The agent's system prompt for this interface, a template with the connector's tags
+    /// (`{interface}`, `{page_url}`, …); replaces the connector's own when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// A JSON object handed to the agent with every message of this interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_context: Option<serde_json::Map<String, serde_json::Value>>,
     /// Publish at once instead of starting as a draft.
     #[serde(default)]
     pub publish: bool,
+}
+
+/// Minutes of inactivity before a session expires, unless the interface says otherwise (a day).
+pub const DEFAULT_SESSION_TIMEOUT_MINS: u32 = 1_440;
+
+/// How many messages one visitor session may send per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub messages: u32,
+    pub window_secs: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            messages: 10,
+            window_secs: 60,
+        }
+    }
+}
+
+/// `PATCH /admin/interfaces/{slug}`: every field present replaces the stored one; absent fields
+/// stay. Nullable fields (`name`, `locale`, `system_prompt`, `agent_context`) are cleared with
+/// `null`. Objects (`appearance`, `launcher`, `uploads`, `rate_limit`) are replaced whole.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateInterface {
+    /// A new slug (a rename); links using the old one stop working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub welcome_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggested_prompts: Option<Vec<SuggestedPrompt>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub locale: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appearance: Option<Appearance>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launcher: Option<Launcher>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploads: Option<Uploads>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_timeout_mins: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_origins: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectors: Option<Vec<String>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub system_prompt: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub agent_context: Option<Option<serde_json::Map<String, serde_json::Value>>>,
+}
+
+/// For `Option<Option<T>>` fields: absent stays `None` (via `default`), `null` becomes
+/// `Some(None)`, a value `Some(Some(v))`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// `POST /admin/interfaces/{slug}/duplicate`: the copy is a draft.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DuplicateInterface {
+    pub slug: String,
+    /// Default: the original's title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// `DELETE /admin/interfaces/{slug}`: what went with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceDeleted {
+    pub deleted: String,
+    /// How many sessions (with their messages) were deleted with it.
+    pub sessions: u64,
+}
+
+/// `POST /admin/interfaces/{slug}/preview`: a short-lived token that lets its holder load and
+/// chat with the interface even while it is a draft.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviewToken {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Copy-paste snippets that put an interface on a site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Embed {
+    /// The one-line script: a launcher bubble that opens the chat.
+    pub script: String,
+    /// An `<iframe>` showing the chat inline.
+    pub iframe: String,
+    /// The chat as a page of its own.
+    pub link: String,
 }
 
 /// An interface as admins see it.
@@ -52,12 +197,19 @@ pub struct Interface {
     pub description: String,
     pub welcome_message: String,
     pub placeholder: String,
-    pub suggested_prompts: Vec<String>,
+    pub suggested_prompts: Vec<SuggestedPrompt>,
     pub persistence: String,
     pub locale: Option<String>,
     pub appearance: Appearance,
     pub launcher: Launcher,
     pub uploads: Uploads,
+    pub session_timeout_mins: u32,
+    pub rate_limit: RateLimit,
+    pub allowed_origins: Vec<String>,
+    pub connectors: Vec<String>,
+    pub system_prompt: Option<String>,
+    pub agent_context: Option<serde_json::Map<String, serde_json::Value>>,
+    pub embed: Embed,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -82,6 +82,13 @@ pub struct SessionContext {
     /// The `context` the visitor sent with this message, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<serde_json::Value>,
+    /// The interface's system prompt template, when its admin set one; it replaces the
+    /// connector's own and is filled with the same tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// The interface's `agent_context`: a JSON object its admin set for the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_context: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// `GET /connector/me`: which connector a key belongs to and what it may serve.

@@ -16,7 +16,7 @@ pub struct PublicInterface {
     #[serde(default)]
     pub placeholder: String,
     #[serde(default)]
-    pub suggested_prompts: Vec<String>,
+    pub suggested_prompts: Vec<SuggestedPrompt>,
     /// `session` (history survives reloads in the tab) or `local` (survives closing the browser).
     pub persistence: String,
     /// Whether a connector serving this interface has been seen recently.
@@ -30,6 +30,48 @@ pub struct PublicInterface {
     pub launcher: Launcher,
     #[serde(default)]
     pub uploads: Uploads,
+}
+
+/// A suggested prompt chip: the text sent when clicked and an optional emoji shown before it.
+///
+/// A plain string is accepted on input as `{text}` without an icon, so older configurations and
+/// scripts keep working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "PromptInput")]
+pub struct SuggestedPrompt {
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+}
+
+impl From<&str> for SuggestedPrompt {
+    fn from(text: &str) -> Self {
+        SuggestedPrompt {
+            text: text.to_string(),
+            icon: None,
+        }
+    }
+}
+
+/// The two accepted input shapes of a [`SuggestedPrompt`].
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PromptInput {
+    Text(String),
+    Full {
+        text: String,
+        #[serde(default)]
+        icon: Option<String>,
+    },
+}
+
+impl From<PromptInput> for SuggestedPrompt {
+    fn from(input: PromptInput) -> Self {
+        match input {
+            PromptInput::Text(text) => SuggestedPrompt { text, icon: None },
+            PromptInput::Full { text, icon } => SuggestedPrompt { text, icon },
+        }
+    }
 }
 
 /// Whether visitors may attach files, and which.

@@ -161,14 +161,15 @@ async fn attachment(
     ConnectorAuth(connector): ConnectorAuth,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let file = state
+    let not_found = || ApiError::not_found("attachment_not_found", "attachment not found");
+    let file = state.store.attachment(&id).await?.ok_or_else(not_found)?;
+    if !state
         .store
-        .attachment(&id)
+        .connector_may_serve(&connector, &file.interface_id)
         .await?
-        .filter(|file| {
-            connector.all_interfaces || connector.interfaces.contains(&file.interface_slug)
-        })
-        .ok_or_else(|| ApiError::not_found("attachment_not_found", "attachment not found"))?;
+    {
+        return Err(not_found());
+    }
     let content_type =
         HeaderValue::from_str(&file.reference.content_type).map_err(ApiError::internal)?;
     let disposition = HeaderValue::from_str(&content_disposition(&file.reference.filename))

@@ -48,19 +48,50 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
 }
 
-/// A published interface by slug; drafts are invisible to visitors.
-async fn published_interface(state: &AppState, slug: &str) -> Result<InterfaceRow, ApiError> {
-    state
+/// A preview token, from the `X-Airlock-Preview` header or the `?preview=` query parameter.
+#[derive(Debug, Default, Deserialize)]
+struct PreviewQuery {
+    preview: Option<String>,
+}
+
+/// The header carrying a preview token (see [`crate::preview`]).
+pub const PREVIEW_HEADER: &str = "x-airlock-preview";
+
+/// A published interface by slug; drafts are invisible to visitors, except to holders of a
+/// valid preview token for that interface.
+async fn visible_interface(
+    state: &AppState,
+    slug: &str,
+    headers: &HeaderMap,
+    query: PreviewQuery,
+) -> Result<InterfaceRow, ApiError> {
+    let not_found = || {
+        ApiError::not_found(
+            "interface_not_found",
+            format!("No published chat interface is called `{slug}`."),
+        )
+    };
+    let interface = state
         .store
         .interface_by_slug(slug)
         .await?
-        .filter(InterfaceRow::is_published)
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "interface_not_found",
-                format!("No published chat interface is called `{slug}`."),
-            )
-        })
+        .ok_or_else(not_found)?;
+    if interface.is_published() {
+        return Ok(interface);
+    }
+    let token = headers
+        .get(PREVIEW_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or(query.preview);
+    match token {
+        Some(token)
+            if crate::preview::verify(&state.store, &token, slug, state.relay.now()).await? =>
+        {
+            Ok(interface)
+        }
+        _ => Err(not_found()),
+    }
 }
 
 /// The interface a session belongs to, published or not: a session outlives an unpublish.
@@ -75,8 +106,10 @@ async fn session_interface(state: &AppState, interface_id: &str) -> Result<Inter
 async fn interface_config(
     State(state): State<Arc<AppState>>,
     ApiPath(slug): ApiPath<String>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<PreviewQuery>,
 ) -> Result<Json<PublicInterface>, ApiError> {
-    let interface = published_interface(&state, &slug).await?;
+    let interface = visible_interface(&state, &slug, &headers, query).await?;
     let agent_online = state.agent_online(&interface.id).await?;
     let config = interface.config;
     Ok(Json(PublicInterface {
@@ -111,9 +144,10 @@ async fn open_session(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiPath(slug): ApiPath<String>,
     headers: HeaderMap,
+    ApiQuery(query): ApiQuery<PreviewQuery>,
     ApiJson(request): ApiJson<CreateSession>,
 ) -> Result<(StatusCode, Json<SessionCreated>), ApiError> {
-    let interface = published_interface(&state, &slug).await?;
+    let interface = visible_interface(&state, &slug, &headers, query).await?;
     if request.identity_token.is_some() {
         return Err(ApiError::unprocessable(
             "identity_not_supported",

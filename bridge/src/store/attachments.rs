@@ -21,6 +21,7 @@ pub struct NewAttachment {
 #[derive(Debug, Clone)]
 pub struct StoredAttachment {
     pub reference: AttachmentRef,
+    pub interface_id: String,
     pub interface_slug: String,
     pub data: Vec<u8>,
 }
@@ -65,11 +66,12 @@ impl Store {
             filename: String,
             content_type: String,
             size: i64,
+            interface_id: String,
             slug: String,
             data: Vec<u8>,
         }
         let row: Option<Row> = sqlx::query_as(
-            "SELECT a.id, a.filename, a.content_type, a.size, i.slug, a.data FROM attachments a \
+            "SELECT a.id, a.filename, a.content_type, a.size, a.interface_id, i.slug, a.data FROM attachments a \
              JOIN interfaces i ON i.id = a.interface_id WHERE a.id = $1",
         )
         .bind(id)
@@ -82,6 +84,7 @@ impl Store {
                 content_type: row.content_type,
                 size: u64::try_from(row.size).unwrap_or(0),
             },
+            interface_id: row.interface_id,
             interface_slug: row.slug,
             data: row.data,
         }))

@@ -191,14 +191,48 @@ impl Store {
     pub async fn agent_online(&self, interface_id: &str, since: i64) -> Result<bool> {
         let found: Option<String> = sqlx::query_scalar(
             "SELECT c.id FROM connectors c WHERE c.revoked_at IS NULL AND c.last_seen_at >= $1 \
-             AND (c.all_interfaces = 1 OR EXISTS (SELECT 1 FROM connector_scopes s \
-                  WHERE s.connector_id = c.id AND s.interface_id = $2)) LIMIT 1",
+             AND (CASE WHEN EXISTS (SELECT 1 FROM interface_connectors x \
+                                    WHERE x.interface_id = $2) \
+                  THEN EXISTS (SELECT 1 FROM interface_connectors x \
+                               WHERE x.interface_id = $2 AND x.connector_id = c.id) \
+                  ELSE (c.all_interfaces = 1 OR EXISTS (SELECT 1 FROM connector_scopes s \
+                        WHERE s.connector_id = c.id AND s.interface_id = $2)) END) LIMIT 1",
         )
         .bind(since)
         .bind(interface_id)
         .fetch_optional(&self.read)
         .await?;
         Ok(found.is_some())
+    }
+
+    /// Whether `connector` may serve the interface `interface_id`: when the interface lists
+    /// connectors, only those; otherwise the connector's own scope decides.
+    pub async fn connector_may_serve(
+        &self,
+        connector: &ConnectorRow,
+        interface_id: &str,
+    ) -> Result<bool> {
+        let listed: Vec<String> = sqlx::query_scalar(
+            "SELECT connector_id FROM interface_connectors WHERE interface_id = $1",
+        )
+        .bind(interface_id)
+        .fetch_all(&self.read)
+        .await?;
+        if !listed.is_empty() {
+            return Ok(listed.contains(&connector.id));
+        }
+        if connector.all_interfaces {
+            return Ok(true);
+        }
+        let scoped: Option<String> = sqlx::query_scalar(
+            "SELECT connector_id FROM connector_scopes \
+             WHERE connector_id = $1 AND interface_id = $2",
+        )
+        .bind(&connector.id)
+        .bind(interface_id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(scoped.is_some())
     }
 
     /// Stores a new admin key hash.

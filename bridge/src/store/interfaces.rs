@@ -1,28 +1,60 @@
 //! Chat interfaces: one bridge serves many, each with its own slug, look and rules.
 
-use airlock_shared::admin::Interface;
+use airlock_shared::admin::{DEFAULT_SESSION_TIMEOUT_MINS, Embed, Interface, RateLimit};
 use airlock_shared::time_from_millis;
-use airlock_shared::visitor::{Appearance, Launcher, Uploads};
+use airlock_shared::visitor::{Appearance, Launcher, SuggestedPrompt, Uploads};
 use serde::{Deserialize, Serialize};
 
 use super::{Result, Store, StoreError, is_unique_violation};
 use crate::tokens::new_id;
 
 /// The branding and behaviour of an interface, stored as JSON so it can grow without migrations.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Every field has a default, so rows written by older bridges stay readable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct InterfaceConfig {
     pub title: String,
     pub description: String,
     pub welcome_message: String,
     pub placeholder: String,
-    pub suggested_prompts: Vec<String>,
+    /// Older rows hold plain strings; [`SuggestedPrompt`] reads both shapes.
+    pub suggested_prompts: Vec<SuggestedPrompt>,
     /// `session` or `local`.
     pub persistence: String,
     pub locale: Option<String>,
     pub appearance: Appearance,
     pub launcher: Launcher,
     pub uploads: Uploads,
+    pub session_timeout_mins: u32,
+    pub rate_limit: RateLimit,
+    pub allowed_origins: Vec<String>,
+    /// Connector ids allowed to serve the interface; mirrored in `interface_connectors`.
+    pub connectors: Vec<String>,
+    pub system_prompt: Option<String>,
+    pub agent_context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Default for InterfaceConfig {
+    fn default() -> Self {
+        InterfaceConfig {
+            title: String::new(),
+            description: String::new(),
+            welcome_message: String::new(),
+            placeholder: String::new(),
+            suggested_prompts: Vec::new(),
+            persistence: "session".into(),
+            locale: None,
+            appearance: Appearance::default(),
+            launcher: Launcher::default(),
+            uploads: Uploads::default(),
+            session_timeout_mins: DEFAULT_SESSION_TIMEOUT_MINS,
+            rate_limit: RateLimit::default(),
+            allowed_origins: Vec::new(),
+            connectors: Vec::new(),
+            system_prompt: None,
+            agent_context: None,
+        }
+    }
 }
 
 /// What creating an interface takes (already validated by the caller).
@@ -77,26 +109,56 @@ impl InterfaceRow {
         self.status == "published"
     }
 
-    pub fn to_admin(&self) -> Interface {
+    /// The admin view; `base_url` (the bridge's public URL, no trailing slash) goes into the
+    /// embed snippets.
+    pub fn to_admin(&self, base_url: &str) -> Interface {
+        let slug = &self.slug;
+        let embed = Embed {
+            script: format!(
+                "<script src=\"{base_url}/widget.js\" data-interface=\"{slug}\" async></script>"
+            ),
+            iframe: format!(
+                "<iframe src=\"{base_url}/embed/{slug}\" title=\"{}\" \
+                 style=\"width:100%;height:600px;border:0\" allow=\"clipboard-write\"></iframe>",
+                html_attr(&self.config.title)
+            ),
+            link: format!("{base_url}/c/{slug}"),
+        };
+        let config = self.config.clone();
         Interface {
             id: self.id.clone(),
             slug: self.slug.clone(),
             name: self.name.clone(),
             status: self.status.clone(),
-            title: self.config.title.clone(),
-            description: self.config.description.clone(),
-            welcome_message: self.config.welcome_message.clone(),
-            placeholder: self.config.placeholder.clone(),
-            suggested_prompts: self.config.suggested_prompts.clone(),
-            persistence: self.config.persistence.clone(),
-            locale: self.config.locale.clone(),
-            appearance: self.config.appearance.clone(),
-            launcher: self.config.launcher.clone(),
-            uploads: self.config.uploads.clone(),
+            title: config.title,
+            description: config.description,
+            welcome_message: config.welcome_message,
+            placeholder: config.placeholder,
+            suggested_prompts: config.suggested_prompts,
+            persistence: config.persistence,
+            locale: config.locale,
+            appearance: config.appearance,
+            launcher: config.launcher,
+            uploads: config.uploads,
+            session_timeout_mins: config.session_timeout_mins,
+            rate_limit: config.rate_limit,
+            allowed_origins: config.allowed_origins,
+            connectors: config.connectors,
+            system_prompt: config.system_prompt,
+            agent_context: config.agent_context,
+            embed,
             created_at: time_from_millis(self.created_at),
             updated_at: time_from_millis(self.updated_at),
         }
     }
+}
+
+/// Escapes text for a double-quoted HTML attribute.
+fn html_attr(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `SELECT` of every interface column, in [`RawInterface`] order.
@@ -107,11 +169,13 @@ macro_rules! select_interfaces {
 }
 
 impl Store {
-    /// Creates an interface; a taken slug is [`StoreError::SlugTaken`].
+    /// Creates an interface; a taken slug is [`StoreError::SlugTaken`], an unknown connector id
+    /// [`StoreError::NotFound`].
     pub async fn create_interface(&self, new: &NewInterface, now: i64) -> Result<InterfaceRow> {
         let id = new_id("ifc");
         let config = serde_json::to_string(&new.config).expect("config serialises");
         let status = if new.published { "published" } else { "draft" };
+        let mut tx = self.begin().await?;
         let result = sqlx::query(
             "INSERT INTO interfaces (id, slug, name, status, config, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6)",
@@ -122,7 +186,7 @@ impl Store {
         .bind(status)
         .bind(&config)
         .bind(now)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await;
         match result {
             Err(err) if is_unique_violation(&err) => {
@@ -130,6 +194,8 @@ impl Store {
             }
             other => other?,
         };
+        set_interface_connectors(&mut tx, &id, &new.config.connectors).await?;
+        tx.commit().await?;
         Ok(InterfaceRow {
             id,
             slug: new.slug.clone(),
@@ -139,6 +205,126 @@ impl Store {
             created_at: now,
             updated_at: now,
         })
+    }
+
+    /// Replaces an interface's slug, name and configuration. A taken slug is
+    /// [`StoreError::SlugTaken`]; an unknown id or connector id [`StoreError::NotFound`].
+    pub async fn update_interface(
+        &self,
+        id: &str,
+        slug: &str,
+        name: &str,
+        config: &InterfaceConfig,
+        now: i64,
+    ) -> Result<InterfaceRow> {
+        let json = serde_json::to_string(config).expect("config serialises");
+        let mut tx = self.begin().await?;
+        let result = sqlx::query(
+            "UPDATE interfaces SET slug = $1, name = $2, config = $3, updated_at = $4 \
+             WHERE id = $5",
+        )
+        .bind(slug)
+        .bind(name)
+        .bind(&json)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await;
+        let done = match result {
+            Err(err) if is_unique_violation(&err) => {
+                return Err(StoreError::SlugTaken(slug.to_string()));
+            }
+            other => other?,
+        };
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("interface"));
+        }
+        sqlx::query("DELETE FROM interface_connectors WHERE interface_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        set_interface_connectors(&mut tx, id, &config.connectors).await?;
+        let row: RawInterface = sqlx::query_as(concat!(select_interfaces!(), " WHERE id = $1"))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(row.into())
+    }
+
+    /// Deletes an interface with its sessions (and their messages, inbox items and files).
+    /// Returns how many sessions went with it; an unknown slug is [`StoreError::NotFound`].
+    pub async fn delete_interface(&self, slug: &str) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let id: Option<String> = sqlx::query_scalar("SELECT id FROM interfaces WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let id = id.ok_or(StoreError::NotFound("interface"))?;
+        let sessions: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE interface_id = $1")
+                .bind(&id)
+                .fetch_one(&mut *tx)
+                .await?;
+        // The inbox names the interface without a foreign key; its rows go with their sessions.
+        sqlx::query("DELETE FROM sessions WHERE interface_id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM interfaces WHERE id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(u64::try_from(sessions).unwrap_or(0))
+    }
+
+    /// How many sessions an interface has (to say what a delete would take with it).
+    pub async fn count_sessions_of_interface(&self, interface_id: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE interface_id = $1")
+                .bind(interface_id)
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+
+    /// Whether a connector id names a stored connector key (revoked ones included).
+    pub async fn connector_exists(&self, id: &str) -> Result<bool> {
+        let found: Option<String> = sqlx::query_scalar("SELECT id FROM connectors WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// A bridge-wide setting, created with `make` on first use. Every replica on the database
+    /// sees the same value: the first writer wins.
+    pub async fn setting_or_insert(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> String,
+    ) -> Result<String> {
+        let found: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await?;
+        if let Some(value) = found {
+            return Ok(value);
+        }
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(make())
+        .execute(&self.write)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+                .bind(key)
+                .fetch_one(&self.write)
+                .await?,
+        )
     }
 
     /// All interfaces, by slug.
@@ -201,4 +387,29 @@ impl Store {
             .fetch_one(&self.read)
             .await?)
     }
+}
+
+/// Writes the `interface_connectors` rows of an interface; an unknown connector id is
+/// [`StoreError::NotFound`].
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+async fn set_interface_connectors(
+    tx: &mut Tx,
+    interface_id: &str,
+    connectors: &[String],
+) -> Result<()> {
+    for connector_id in connectors {
+        let done = sqlx::query(
+            "INSERT INTO interface_connectors (interface_id, connector_id) \
+             SELECT $1, id FROM connectors WHERE id = $2",
+        )
+        .bind(interface_id)
+        .bind(connector_id)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("connector"));
+        }
+    }
+    Ok(())
 }

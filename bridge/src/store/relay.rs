@@ -95,7 +95,8 @@ fn retry_delay_ms(attempts: i64) -> i64 {
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// Claimable items: queued and due, or leased with the lease run out; only the oldest unfinished
-/// item of each session (per-session FIFO); only interfaces the connector may serve.
+/// item of each session (per-session FIFO); only interfaces the connector may serve: the ones the
+/// interface lists in `interface_connectors` when it lists any, else its own scope.
 macro_rules! claim_candidates {
     () => {
         "SELECT i.message_id, i.session_id, i.state, i.attempts FROM inbox i \
@@ -104,8 +105,13 @@ macro_rules! claim_candidates {
                 OR (i.state = 'leased' AND i.leased_until <= $1)) \
            AND NOT EXISTS (SELECT 1 FROM inbox p WHERE p.session_id = i.session_id \
                 AND p.state IN ('queued', 'leased') AND p.seq < i.seq) \
-           AND ($2 = 1 OR i.interface_id IN \
-                (SELECT s.interface_id FROM connector_scopes s WHERE s.connector_id = $3)) \
+           AND (CASE WHEN EXISTS (SELECT 1 FROM interface_connectors x \
+                          WHERE x.interface_id = i.interface_id) \
+                THEN EXISTS (SELECT 1 FROM interface_connectors x \
+                          WHERE x.interface_id = i.interface_id AND x.connector_id = $3) \
+                ELSE ($2 = 1 OR i.interface_id IN \
+                     (SELECT s.interface_id FROM connector_scopes s WHERE s.connector_id = $3)) \
+                END) \
          ORDER BY i.created_at, i.seq LIMIT $4"
     };
 }
@@ -270,6 +276,8 @@ impl Store {
                 referrer: session.referrer,
                 locale: session.locale,
                 context: context.and_then(|c| serde_json::from_str(&c).ok()),
+                system_prompt: config.system_prompt,
+                agent_context: config.agent_context,
             },
             history: earlier.into_iter().map(MessageRow::into_message).collect(),
         })

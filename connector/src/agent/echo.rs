@@ -124,6 +124,8 @@ mod tests {
                 referrer: None,
                 locale: None,
                 context: None,
+                system_prompt: None,
+                agent_context: None,
             },
             history: Vec::new(),
             attempt: 1,

@@ -60,7 +60,8 @@ pub struct AgentRequest {
     pub history: Vec<Message>,
     /// 1 on first delivery; more when an earlier attempt failed or its connector vanished.
     pub attempt: u32,
-    /// The configured system prompt with this message's context filled in, if one is set.
+    /// The system prompt (the interface's when set, else the connector's) with this message's
+    /// context filled in, if there is one.
     pub system_prompt: Option<String>,
     /// The files the visitor attached to the message, with their bytes.
     pub attachments: Vec<Attachment>,
@@ -75,13 +76,16 @@ pub struct Attachment {
 
 impl AgentRequest {
     /// The request for a claimed item, with the system prompt rendered for it at `now` and the
-    /// attachments' bytes.
+    /// attachments' bytes. The interface's own prompt template, when its admin set one, replaces
+    /// the connector's `prompt`.
     pub fn new(
         item: ClaimedItem,
         prompt: Option<&PromptTemplate>,
         now: DateTime<Utc>,
         attachments: Vec<Attachment>,
     ) -> Self {
+        let interface_prompt = item.session.system_prompt.clone().map(PromptTemplate::new);
+        let prompt = interface_prompt.as_ref().or(prompt);
         AgentRequest {
             attachments,
             system_prompt: prompt.map(|p| p.render(&item.session, now)),

@@ -560,6 +560,8 @@ mod tests {
                 referrer: None,
                 locale: None,
                 context: None,
+                system_prompt: None,
+                agent_context: None,
             },
             history,
             attempt: 1,

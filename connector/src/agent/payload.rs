@@ -13,6 +13,7 @@
 //!   "history": [ { …message… }, … ],
 //!   "context": { … } | null,
 //!   "system_prompt": "…" | null,
+//!   "agent_context": { … } | null,
 //!   "attempt": 1,
 //!   "attachments": [ { "id": "att_…", "filename": "photo.png", "content_type": "image/png",
 //!                      "size": 48213, "data_base64": "iVBORw0…" } ]
@@ -23,7 +24,9 @@
 //! exactly as the bridge hands them to the connector (optional fields absent when unset).
 //! `history` is oldest first. `context` repeats `session.context` (what the visitor's page sent
 //! with this message) at the top level, where scripts look first. `system_prompt` is the
-//! configured prompt with its tags already filled in. `attempt` is 1 on first delivery.
+//! configured prompt (the interface's own when its admin set one, else the connector's) with its
+//! tags already filled in. `agent_context` is the object the interface's admin set for the agent
+//! (also in `session.agent_context`). `attempt` is 1 on first delivery.
 
 use airlock_shared::Message;
 use airlock_shared::connector::SessionContext;
@@ -40,6 +43,8 @@ pub(crate) struct AgentPayload<'a> {
     /// Serialised as `null` when absent, so readers can rely on the key being there.
     pub context: Option<&'a serde_json::Value>,
     pub system_prompt: Option<&'a str>,
+    /// The interface's `agent_context` object (set by its admin), `null` when unset.
+    pub agent_context: Option<&'a serde_json::Map<String, serde_json::Value>>,
     pub attempt: u32,
     /// The attached files with their bytes; `[]` when there are none.
     pub attachments: Vec<PayloadAttachment<'a>>,
@@ -80,6 +85,7 @@ impl<'a> AgentPayload<'a> {
             history: &request.history,
             context: request.session.context.as_ref(),
             system_prompt: request.system_prompt.as_deref(),
+            agent_context: request.session.agent_context.as_ref(),
             attempt: request.attempt,
             attachments: PayloadAttachment::all(request),
         }
@@ -126,6 +132,8 @@ pub(crate) mod tests {
                 referrer: None,
                 locale: Some("de".into()),
                 context: Some(json!({"plan": "pro"})),
+                system_prompt: None,
+                agent_context: None,
             },
             history: vec![message("m1", Role::User, "earlier")],
             attempt: 2,
@@ -156,5 +164,41 @@ pub(crate) mod tests {
         let object = value.as_object().unwrap();
         assert_eq!(object.get("context"), Some(&serde_json::Value::Null));
         assert_eq!(object.get("system_prompt"), Some(&serde_json::Value::Null));
+    }
+
+    #[test]
+    fn the_interface_prompt_replaces_the_connector_prompt_and_its_context_is_in_the_payload() {
+        use super::super::PromptTemplate;
+        use airlock_shared::connector::ClaimedItem;
+        let base = request("Hi");
+        let mut session = base.session.clone();
+        session.system_prompt = Some("You sell {context.product} on {interface}.".into());
+        session.agent_context = serde_json::from_value(json!({"product": "Acme Cloud"})).ok();
+        let item = ClaimedItem {
+            lease_id: "l1".into(),
+            lease_expires_at: time_from_millis(0),
+            attempt: 1,
+            message: base.message.clone(),
+            session,
+            history: Vec::new(),
+        };
+        let connector_prompt = PromptTemplate::new("Connector default.");
+        let now = time_from_millis(0);
+        let request = AgentRequest::new(item.clone(), Some(&connector_prompt), now, Vec::new());
+        assert_eq!(
+            request.system_prompt.as_deref(),
+            Some("You sell Acme Cloud on demo.")
+        );
+        let value = serde_json::to_value(AgentPayload::new(&request)).unwrap();
+        assert_eq!(value["agent_context"], json!({"product": "Acme Cloud"}));
+
+        // Without an interface prompt the connector's own applies, and no context is null.
+        let mut plain = item;
+        plain.session.system_prompt = None;
+        plain.session.agent_context = None;
+        let request = AgentRequest::new(plain, Some(&connector_prompt), now, Vec::new());
+        assert_eq!(request.system_prompt.as_deref(), Some("Connector default."));
+        let value = serde_json::to_value(AgentPayload::new(&request)).unwrap();
+        assert_eq!(value["agent_context"], serde_json::Value::Null);
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! `{interface_title}`, `{interface}`, `{visitor_id}`, `{visitor_name}`, `{page_url}`,
 //! `{page_title}`, `{referrer}`, `{locale}`, `{session_id}`, `{date}` (UTC, `YYYY-MM-DD`) and
-//! `{time}` (UTC, `HH:MM`) are replaced; a tag with no value becomes empty; anything else in braces
-//! is left exactly as typed, so prompts can contain JSON examples.
+//! `{time}` (UTC, `HH:MM`) are replaced, and `{context.KEY}` with the `KEY` of the interface's
+//! `agent_context` (a string as is, anything else as JSON); a tag with no value becomes empty;
+//! anything else in braces is left exactly as typed, so prompts can contain JSON examples.
 
 use airlock_shared::connector::SessionContext;
 use chrono::{DateTime, Utc};
@@ -58,7 +59,14 @@ fn tag_value(tag: &str, session: &SessionContext, now: DateTime<Utc>) -> Option<
         "session_id" => session.id.clone(),
         "date" => now.format("%Y-%m-%d").to_string(),
         "time" => now.format("%H:%M").to_string(),
-        _ => return None,
+        _ => {
+            let key = tag.strip_prefix("context.")?;
+            match session.agent_context.as_ref().and_then(|c| c.get(key)) {
+                Some(serde_json::Value::String(text)) => text.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            }
+        }
     })
 }
 
@@ -78,6 +86,8 @@ mod tests {
             referrer: None,
             locale: Some("de-DE".into()),
             context: None,
+            system_prompt: None,
+            agent_context: None,
         }
     }
 
@@ -96,6 +106,19 @@ mod tests {
             "You are Acme Support on Pricing (https://acme.example/pricing), speaking de-DE to \
              vis_1. Referrer: []. 2026-11-22 09:05. Keep {unknown} and {\"json\": 1} and a lone \
              { brace."
+        );
+    }
+
+    #[test]
+    fn context_tags_read_the_interface_agent_context() {
+        let mut session = session();
+        session.agent_context =
+            serde_json::from_str(r#"{"product": "Acme Cloud", "tier": 2}"#).ok();
+        let template =
+            PromptTemplate::new("About {context.product} (tier {context.tier}){context.missing}.");
+        assert_eq!(
+            template.render(&session, Utc::now()),
+            "About Acme Cloud (tier 2)."
         );
     }
 

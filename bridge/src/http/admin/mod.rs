@@ -26,7 +26,20 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/admin/interfaces",
             routing::get(interfaces::list).post(interfaces::create),
         )
-        .route("/admin/interfaces/{slug}", routing::get(interfaces::get))
+        .route(
+            "/admin/interfaces/{slug}",
+            routing::get(interfaces::get)
+                .patch(interfaces::update)
+                .delete(interfaces::delete),
+        )
+        .route(
+            "/admin/interfaces/{slug}/duplicate",
+            routing::post(interfaces::duplicate),
+        )
+        .route(
+            "/admin/interfaces/{slug}/preview",
+            routing::post(interfaces::preview),
+        )
         .route(
             "/admin/interfaces/{slug}/publish",
             routing::post(interfaces::publish),
