@@ -657,9 +657,8 @@ async fn export(
     let mut writer = ExportWriter::new(format, out);
     let mut filter = SessionFilter {
         interface_slug: interface,
-        status: None,
-        before: None,
         limit: 200,
+        ..SessionFilter::default()
     };
     let (mut sessions, mut messages) = (0u64, 0u64);
     loop {

@@ -71,7 +71,7 @@ journey('the admin signs in with the admin key; a wrong key is refused and the k
 
   // A key revoked while the page is open (here: replaced by a wrong one) sends the admin back to sign in.
   await page.evaluate((k) => sessionStorage.setItem(k, 'stale-key'), STORAGE_KEY);
-  await page.goto(`${BRIDGE}/admin#/interfaces`);
+  await page.reload();
   await page.getByRole('alert').filter({ hasText: 'Sign in again' }).waitFor();
   assert.equal(await page.evaluate((k) => sessionStorage.getItem(k), STORAGE_KEY), null);
 });
@@ -215,4 +215,84 @@ journey('on a phone the admin page fits the screen and the navigation is usable 
   await page.getByRole('heading', { name: 'Stats', level: 1 }).waitFor();
   assert.equal(await page.getByRole('link', { name: 'Stats' }).getAttribute('aria-current'), 'page');
   await page.screenshot({ path: artifact('admin-phone-stats.png') });
+});
+
+/** An admin API call with the admin key (the harness's `admin` only reads). */
+async function adminCall(method, path, body) {
+  const response = await fetch(`${BRIDGE}/api/v1/admin${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok) throw new Error(`${method} admin${path}: ${response.status} ${await response.text()}`);
+  return response.json();
+}
+
+/** A connector of the test's own, over the real connector API: claims the next item of its interface. */
+async function claim(connectorKey) {
+  return until('an item to claim', async () => {
+    const response = await fetch(`${BRIDGE}/api/v1/connector/claim`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${connectorKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ wait: 2 }),
+    });
+    if (!response.ok) throw new Error(`claim: ${response.status} ${await response.text()}`);
+    return (await response.json()).items[0];
+  }, { timeout: 15_000 });
+}
+
+async function lease(connectorKey, item, verb, body) {
+  const response = await fetch(`${BRIDGE}/api/v1/connector/leases/${item.lease_id}/${verb}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${connectorKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) throw new Error(`${verb}: ${response.status} ${await response.text()}`);
+}
+
+journey('a message the agent gave up on shows in dead letters; Retry gets it answered, Discard drops it', async ({ open }) => {
+  const slug = `dl-${Date.now().toString(36)}`;
+  await adminCall('POST', '/interfaces', { slug, title: 'Fragile agent', publish: true });
+  const { key: connectorKey } = await adminCall('POST', '/connectors', { name: `fragile ${slug}`, interfaces: [slug] });
+
+  const page = await open({ viewport: { width: 1280, height: 900 } });
+  await signIn(page, '#/dead-letters');
+  await until('the live event stream to connect', async () => (await liveState(page)) === 'on');
+
+  const visitor = await open();
+  await visitor.goto(`${BRIDGE}/c/${slug}`);
+  await waitFor(visitor, 'the chat', (s) => s.panelShown && s.title === 'Fragile agent');
+  const text = `Please answer this eventually ${Date.now()}`;
+  await sendText(visitor, text);
+
+  // The agent fails it for good: it is dead-lettered, and the open admin page shows it live.
+  let item = await claim(connectorKey);
+  assert.equal(item.message.text, text);
+  await lease(connectorKey, item, 'fail', { error: 'the model provider is down', retry: false });
+  const row = page.locator(`tr[data-id="${item.message.id}"]`);
+  await row.waitFor({ timeout: 15_000 });
+  assert.match(await row.textContent(), /the model provider is down/);
+  await page.screenshot({ path: artifact('admin-dead-letters.png') });
+
+  await row.getByRole('button', { name: 'Retry' }).click();
+  await row.waitFor({ state: 'detached' });
+  item = await claim(connectorKey);
+  assert.equal(item.message.text, text, 'the retried message is offered to the agent again');
+  await lease(connectorKey, item, 'reply', { text: 'Sorry for the wait: here is your answer.' });
+  await until('the visitor to see the late answer', async () => {
+    const state = await waitFor(visitor, 'the chat', (s) => s.mounted);
+    return state.messages.some((m) => m.role === 'assistant' && m.text === 'Sorry for the wait: here is your answer.');
+  }, { timeout: 15_000 });
+
+  // A second message fails too; this time the admin discards it.
+  await sendText(visitor, 'And this one is hopeless');
+  item = await claim(connectorKey);
+  await lease(connectorKey, item, 'fail', { error: 'still down', retry: false });
+  const second = page.locator(`tr[data-id="${item.message.id}"]`);
+  await second.waitFor({ timeout: 15_000 });
+  await second.getByRole('button', { name: 'Discard' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Discard' }).click();
+  await second.waitFor({ state: 'detached' });
+  const left = await admin('/dead-letters');
+  assert.ok(!left.items.some((d) => d.message.id === item.message.id), 'a discarded dead letter is gone from the list');
 });
