@@ -202,6 +202,7 @@ mod tests {
             referrer: None,
             created_at: at,
             last_activity_at: at,
+            last_message: None,
         };
         let message = Message {
             id: "msg_1".into(),

@@ -114,7 +114,10 @@ async fn admin_page() -> Response {
 
 async fn admin_js() -> Response {
     (
-        [(header::CONTENT_TYPE, "application/javascript; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/javascript; charset=utf-8",
+        )],
         admin_asset_headers(),
         ADMIN_JS,
     )
