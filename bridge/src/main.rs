@@ -32,6 +32,10 @@ async fn main() -> std::process::ExitCode {
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
     let bridge = Bridge::start(config).await?;
+    // Listen for SIGTERM before announcing anything: a supervisor (or a test) that stops the
+    // bridge as soon as it printed its URL must get a graceful shutdown, not the default kill.
+    #[cfg(unix)]
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let url = config.public_url(bridge.local_addr);
     let database = bridge.state.store.describe().await?;
     tracing::info!(listen = %bridge.local_addr, %database, "airlock bridge listening");
@@ -49,6 +53,9 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     }
     let shutdown = bridge.shutdown_token();
     tokio::spawn(async move {
+        #[cfg(unix)]
+        shutdown_signal(terminate).await;
+        #[cfg(not(unix))]
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
         shutdown.cancel();
@@ -56,24 +63,28 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     bridge.wait().await
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (`terminate`, installed by the caller).
+#[cfg(unix)]
+async fn shutdown_signal(terminate: Option<tokio::signal::unix::Signal>) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    #[cfg(unix)]
     let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
+        match terminate {
+            Some(mut signal) => {
                 signal.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
     tokio::select! {
         _ = ctrl_c => {}
         _ = terminate => {}
     }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
 }

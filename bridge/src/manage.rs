@@ -47,8 +47,9 @@ async fn check_interface(
     config: &InterfaceConfig,
 ) -> Result<(), ManageError> {
     validate::slug(slug).map_err(invalid("slug"))?;
-    validate::text("name", name, MAX_LABEL_CHARS).map_err(invalid("name"))?;
+    // The title first: the name defaults to it.
     validate::text("title", &config.title, MAX_LABEL_CHARS).map_err(invalid("title"))?;
+    validate::text("name", name, MAX_LABEL_CHARS).map_err(invalid("name"))?;
     validate::persistence(&config.persistence).map_err(invalid("persistence"))?;
     for (field, value) in [
         ("description", &config.description),

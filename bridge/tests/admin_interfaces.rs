@@ -63,12 +63,13 @@ impl Admin {
 
 /// `GET /api/v1/interfaces/{slug}` as a visitor, with optional extra headers and query.
 async fn public_config(bridge: &TestBridge, slug: &str, preview: Preview<'_>) -> StatusCode {
-    let mut request = http().get(format!("{}/api/v1/interfaces/{slug}", bridge.url));
-    match preview {
-        Preview::None => {}
-        Preview::Header(token) => request = request.header("X-Airlock-Preview", token),
-        Preview::Query(token) => request = request.query(&[("preview", token)]),
-    }
+    let url = format!("{}/api/v1/interfaces/{slug}", bridge.url);
+    let request = match preview {
+        Preview::None => http().get(url),
+        Preview::Header(token) => http().get(url).header("X-Airlock-Preview", token),
+        // Tokens are URL-safe as they are.
+        Preview::Query(token) => http().get(format!("{url}?preview={token}")),
+    };
     request.send().await.unwrap().status()
 }
 

@@ -82,14 +82,14 @@ fn interfaces_are_created_listed_and_published_from_the_cli() {
 
     let listed = bridge(dir.path(), &["interface", "list", "--json"]);
     let listed: Value = serde_json::from_slice(&listed.stdout).expect("--json prints JSON");
-    let sales = listed
+    let sales = listed["items"]
         .as_array()
         .unwrap()
         .iter()
         .find(|i| i["slug"] == "sales")
         .expect("sales is listed");
     assert_eq!(sales["status"], "published");
-    assert_eq!(sales["suggested_prompts"][0], "Pricing?");
+    assert_eq!(sales["suggested_prompts"][0]["text"], "Pricing?");
 
     let table = bridge(dir.path(), &["interface", "list"]);
     assert!(stdout(&table).starts_with("SLUG"));
@@ -117,7 +117,7 @@ fn connector_keys_are_shown_once_and_can_be_revoked() {
     assert!(revoked.status.success(), "{}", stderr(&revoked));
     let listed = bridge(dir.path(), &["connector-key", "list", "--json"]);
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
-    assert!(listed[0]["revoked_at"].is_string());
+    assert!(listed["items"][0]["revoked_at"].is_string());
 
     let unknown = bridge(dir.path(), &["connector-key", "revoke", "con_nope"]);
     assert!(!unknown.status.success());
@@ -148,7 +148,7 @@ fn sessions_can_be_listed_and_a_missing_one_is_explained() {
     assert!(listed.status.success(), "{}", stderr(&listed));
     assert_eq!(
         serde_json::from_slice::<Value>(&listed.stdout).unwrap(),
-        Value::Array(vec![])
+        serde_json::json!({"items": []})
     );
     let missing = bridge(dir.path(), &["sessions", "show", "ses_nope"]);
     assert!(!missing.status.success());
@@ -251,4 +251,321 @@ fn every_setting_in_help_is_documented() {
         checked >= 8,
         "expected the settings in --help, found {checked}"
     );
+}
+
+/// A bridge server running as a child process on `data_dir`; killed when dropped.
+struct Server {
+    child: std::process::Child,
+    url: String,
+    admin_key: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `airlock-bridge` (serve) on port 0 and waits until it announced its URL and key.
+fn serve(data_dir: &Path) -> Server {
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AIRLOCK_DATA_DIR", data_dir)
+        .env("AIRLOCK_LISTEN", "127.0.0.1:0")
+        .current_dir(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start airlock-bridge");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut url, mut admin_key) = (None, None);
+    while let Some(Ok(line)) = lines.next() {
+        if let Some(rest) = line.strip_prefix("Created the `demo` chat interface: ") {
+            url = Some(rest.trim_end_matches("/c/demo").to_string());
+        }
+        if line.trim().starts_with("alk_a_") {
+            admin_key = Some(line.trim().to_string());
+        }
+        if line.contains("connector-key create") {
+            break;
+        }
+    }
+    Server {
+        child,
+        url: url.expect("the server prints its URL"),
+        admin_key: admin_key.expect("the server prints an admin key"),
+    }
+}
+
+/// A GET over a raw socket: `(status code, body)`.
+fn get(url: &str, bearer: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let auth = bearer
+        .map(|key| format!("Authorization: Bearer {key}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    // Bodies may come chunked; the JSON object sits between the first `{` and the last `}`.
+    let body = match (body.find('{'), body.rfind('}')) {
+        (Some(start), Some(end)) => body[start..=end].to_string(),
+        _ => body,
+    };
+    (status, body)
+}
+
+#[test]
+fn what_the_cli_does_the_running_bridge_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let public = |slug: &str| get(&format!("{}/api/v1/interfaces/{slug}", server.url), None);
+
+    let created = bridge(
+        dir.path(),
+        &[
+            "interface",
+            "create",
+            "--slug",
+            "sales",
+            "--title",
+            "Sales",
+            "--prompt",
+            "Pricing?",
+            "--origin",
+            "https://shop.example",
+            "--rate-limit-messages",
+            "5",
+            "--system-prompt",
+            "You sell for {interface_title}.",
+            "--agent-context",
+            r#"{"plan": "pro"}"#,
+            "--json",
+        ],
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let created: Value = serde_json::from_slice(&created.stdout).expect("--json prints JSON");
+    assert_eq!(created["status"], "draft");
+    assert_eq!(created["rate_limit"]["messages"], 5);
+    assert_eq!(created["rate_limit"]["window_secs"], 60);
+    assert_eq!(created["agent_context"]["plan"], "pro");
+    assert_eq!(public("sales").0, 404, "a draft is not public");
+
+    let published = bridge(dir.path(), &["interface", "publish", "sales"]);
+    assert!(published.status.success(), "{}", stderr(&published));
+    let (status, body) = public("sales");
+    assert_eq!(status, 200, "{body}");
+    let config: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(config["title"], "Sales");
+    assert_eq!(config["suggested_prompts"][0]["text"], "Pricing?");
+
+    let updated = bridge(
+        dir.path(),
+        &[
+            "interface",
+            "update",
+            "sales",
+            "--title",
+            "Sales team",
+            "--theme",
+            "dark",
+        ],
+    );
+    assert!(updated.status.success(), "{}", stderr(&updated));
+    let config: Value = serde_json::from_str(&public("sales").1).unwrap();
+    assert_eq!(config["title"], "Sales team");
+    assert_eq!(config["appearance"]["theme"], "dark");
+    assert_eq!(
+        config["appearance"]["primary_color"], "#3b5bdb",
+        "other fields stay"
+    );
+
+    let refused = bridge(
+        dir.path(),
+        &["interface", "update", "sales", "--origin", "shop.example"],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("allowed_origins"),
+        "{}",
+        stderr(&refused)
+    );
+    let missing = bridge(dir.path(), &["interface", "show", "nope"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing)
+            .contains("no interface is called `nope`; see `airlock-bridge interface list`"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let shown = bridge(dir.path(), &["interface", "show", "sales", "--json"]);
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["embed"]["link"], "http://127.0.0.1:8080/c/sales");
+    let table = bridge(dir.path(), &["interface", "show", "sales"]);
+    assert!(stdout(&table).contains("Sales team"));
+    assert!(stdout(&table).contains("Embed:"));
+
+    let copied = bridge(
+        dir.path(),
+        &[
+            "interface",
+            "duplicate",
+            "sales",
+            "--to",
+            "sales-2",
+            "--json",
+        ],
+    );
+    assert!(copied.status.success(), "{}", stderr(&copied));
+    let copied: Value = serde_json::from_slice(&copied.stdout).unwrap();
+    assert_eq!(copied["status"], "draft");
+    assert_eq!(copied["title"], "Sales team");
+    let taken = bridge(
+        dir.path(),
+        &["interface", "duplicate", "sales", "--to", "sales-2"],
+    );
+    assert!(
+        stderr(&taken).contains("already taken"),
+        "{}",
+        stderr(&taken)
+    );
+
+    // Without a terminal, delete needs --yes.
+    let unconfirmed = bridge(dir.path(), &["interface", "delete", "sales"]);
+    assert!(!unconfirmed.status.success());
+    assert!(
+        stderr(&unconfirmed).contains("--yes"),
+        "{}",
+        stderr(&unconfirmed)
+    );
+    assert_eq!(public("sales").0, 200);
+    let deleted = bridge(
+        dir.path(),
+        &["interface", "delete", "sales", "--yes", "--json"],
+    );
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    let deleted: Value = serde_json::from_slice(&deleted.stdout).unwrap();
+    assert_eq!(
+        deleted,
+        serde_json::json!({"deleted": "sales", "sessions": 0})
+    );
+    assert_eq!(public("sales").0, 404);
+
+    // Every action is in the audit log the admin API serves, under the actor `cli`.
+    let (status, audit) = get(
+        &format!("{}/api/v1/admin/audit?limit=50", server.url),
+        Some(&server.admin_key),
+    );
+    assert_eq!(status, 200, "{audit}");
+    let audit: Value = serde_json::from_str(&audit).unwrap();
+    let by_cli: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "cli")
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "interface.create",
+        "interface.publish",
+        "interface.update",
+        "interface.duplicate",
+        "interface.delete",
+    ] {
+        assert!(by_cli.contains(&action), "{action} missing from {by_cli:?}");
+    }
+}
+
+#[test]
+fn sessions_export_writes_one_row_per_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    // A visitor opens a session and writes, through the running bridge.
+    let post = |path: &str, bearer: Option<&str>, body: &str| -> String {
+        use std::io::{Read, Write};
+        let rest = server.url.strip_prefix("http://").unwrap();
+        let mut stream = std::net::TcpStream::connect(rest).unwrap();
+        let auth = bearer
+            .map(|key| format!("Authorization: Bearer {key}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "POST /api/v1{path} HTTP/1.1\r\nHost: {rest}\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let start = response.find('{').unwrap();
+        response[start..=response.rfind('}').unwrap()].to_string()
+    };
+    let session: Value =
+        serde_json::from_str(&post("/interfaces/demo/sessions", None, "{}")).unwrap();
+    let id = session["session_id"].as_str().unwrap();
+    let token = session["session_token"].as_str().unwrap();
+    post(
+        &format!("/sessions/{id}/messages"),
+        Some(token),
+        r#"{"client_id": "c1", "text": "Hello, \"export\""}"#,
+    );
+
+    let jsonl = bridge(dir.path(), &["sessions", "export", "--interface", "demo"]);
+    assert!(jsonl.status.success(), "{}", stderr(&jsonl));
+    let rows: Vec<Value> = stdout(&jsonl)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["session_id"], id);
+    assert_eq!(rows[0]["interface"], "demo");
+    assert_eq!(rows[0]["role"], "user");
+    assert_eq!(rows[0]["text"], "Hello, \"export\"");
+
+    let file = dir.path().join("export.csv");
+    let csv = bridge(
+        dir.path(),
+        &[
+            "sessions",
+            "export",
+            "--format",
+            "csv",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(csv.status.success(), "{}", stderr(&csv));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "session_id,interface,visitor_id,session_created_at,message_id,seq,role,status,created_at,text"
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .ends_with(",\"Hello, \"\"export\"\"\"")
+    );
+
+    let listed = bridge(dir.path(), &["sessions", "list", "--json"]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["items"][0]["id"], id);
+    let unknown = bridge(dir.path(), &["sessions", "export", "--interface", "nope"]);
+    assert!(!unknown.status.success());
+    assert!(stderr(&unknown).contains("no interface is called `nope`"));
 }

@@ -508,6 +508,95 @@ mod cases {
         assert!(!store.agent_online(&sales, T0 - 1).await.unwrap());
     }
 
+    pub async fn an_interface_listing_connectors_is_claimed_only_by_them(store: Store) {
+        let sales = interface(&store, "sales").await;
+        let s1 = session(&store, &sales, T0).await;
+        store
+            .send_user_message(&s1.id, "1", "buy", &[], None, T0)
+            .await
+            .unwrap();
+        let listed = connector(&store, "listed", &[]).await;
+        let other = connector(&store, "other", &[]).await;
+        // Scoped to this interface from its own side; but the interface names only `listed`,
+        // and its list decides.
+        let scoped = connector(&store, "scoped", &["sales".to_string()]).await;
+        let row = store.interface_by_id(&sales).await.unwrap().unwrap();
+        let mut config = row.config.clone();
+        config.connectors = vec![listed.id.clone()];
+        store
+            .update_interface(&sales, "sales", &row.name, &config, T0)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .claim(&other, 10, LEASE, 20, T0)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        assert!(
+            store
+                .claim(&scoped, 10, LEASE, 20, T0)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        store.touch_connector(&other, T0).await.unwrap();
+        assert!(!store.agent_online(&sales, T0 - 1).await.unwrap());
+        assert!(!store.connector_may_serve(&other, &sales).await.unwrap());
+        assert!(store.connector_may_serve(&listed, &sales).await.unwrap());
+        let items = store.claim(&listed, 10, LEASE, 20, T0).await.unwrap().items;
+        assert_eq!(items.len(), 1);
+
+        // An unknown connector id is refused and changes nothing.
+        config.connectors = vec!["con_nope".into()];
+        let refused = store
+            .update_interface(&sales, "sales", &row.name, &config, T0)
+            .await;
+        assert!(matches!(refused, Err(StoreError::NotFound("connector"))));
+        let kept = store.interface_by_id(&sales).await.unwrap().unwrap();
+        assert_eq!(kept.config.connectors, vec![listed.id.clone()]);
+    }
+
+    pub async fn interfaces_are_renamed_and_deleted_with_their_sessions(store: Store) {
+        let sales = interface(&store, "sales").await;
+        interface(&store, "help").await;
+        let s1 = session(&store, &sales, T0).await;
+        session(&store, &sales, T0).await;
+        store
+            .send_user_message(&s1.id, "1", "buy", &[], None, T0)
+            .await
+            .unwrap();
+        let row = store.interface_by_id(&sales).await.unwrap().unwrap();
+        let taken = store
+            .update_interface(&sales, "help", &row.name, &row.config, T0 + 1)
+            .await;
+        assert!(matches!(taken, Err(StoreError::SlugTaken(_))));
+        let renamed = store
+            .update_interface(&sales, "shop", "Shop", &row.config, T0 + 1)
+            .await
+            .unwrap();
+        assert_eq!(renamed.slug, "shop");
+        assert_eq!(renamed.updated_at, T0 + 1);
+        assert!(store.interface_by_slug("sales").await.unwrap().is_none());
+        assert_eq!(store.count_sessions_of_interface(&sales).await.unwrap(), 2);
+
+        assert_eq!(store.delete_interface("shop").await.unwrap(), 2);
+        assert!(store.session(&s1.id).await.unwrap().is_none());
+        assert!(store.interface_by_id(&sales).await.unwrap().is_none());
+        assert!(matches!(
+            store.delete_interface("shop").await,
+            Err(StoreError::NotFound(_))
+        ));
+
+        // Settings are shared: the first value written wins.
+        let first = store.setting_or_insert("k", || "one".into()).await.unwrap();
+        let second = store.setting_or_insert("k", || "two".into()).await.unwrap();
+        assert_eq!((first.as_str(), second.as_str()), ("one", "one"));
+    }
+
     pub async fn sessions_resume_with_their_resume_token(store: Store) {
         let ifc = interface(&store, "support").await;
         let s = store
@@ -613,4 +702,6 @@ conformance!(
     the_reaper_dead_letters_an_abandoned_last_attempt,
     a_scoped_connector_claims_only_its_interfaces,
     sessions_resume_with_their_resume_token,
+    an_interface_listing_connectors_is_claimed_only_by_them,
+    interfaces_are_renamed_and_deleted_with_their_sessions,
 );

@@ -53,6 +53,24 @@ impl From<&str> for SuggestedPrompt {
     }
 }
 
+/// A plain string that starts with an emoji and a space (`"📦 Where is my order?"`) keeps its
+/// emoji as the icon, as the widget always showed it.
+fn split_icon(text: String) -> SuggestedPrompt {
+    let emoji_like = |c: char| (c as u32 >= 0x2190 && !c.is_alphanumeric()) || c == '\u{200d}';
+    if let Some((head, rest)) = text.split_once(' ')
+        && !head.is_empty()
+        && head.chars().count() <= 8
+        && head.chars().all(emoji_like)
+        && !rest.trim().is_empty()
+    {
+        return SuggestedPrompt {
+            icon: Some(head.to_string()),
+            text: rest.trim().to_string(),
+        };
+    }
+    SuggestedPrompt { text, icon: None }
+}
+
 /// The two accepted input shapes of a [`SuggestedPrompt`].
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -68,7 +86,7 @@ enum PromptInput {
 impl From<PromptInput> for SuggestedPrompt {
     fn from(input: PromptInput) -> Self {
         match input {
-            PromptInput::Text(text) => SuggestedPrompt { text, icon: None },
+            PromptInput::Text(text) => split_icon(text),
             PromptInput::Full { text, icon } => SuggestedPrompt { text, icon },
         }
     }
@@ -234,4 +252,36 @@ pub struct MessageList {
     /// Pass as `after` next time.
     pub cursor: i64,
     pub agent_online: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SuggestedPrompt;
+
+    #[test]
+    fn prompts_read_objects_and_plain_strings() {
+        let prompts: Vec<SuggestedPrompt> = serde_json::from_str(
+            r#"[{"text": "Refunds", "icon": "💶"}, "📦 Where is my order?", "¿Qué tal?",
+                "Plain", "👩‍💻 Talk to a developer"]"#,
+        )
+        .unwrap();
+        let pairs: Vec<(&str, Option<&str>)> = prompts
+            .iter()
+            .map(|p| (p.text.as_str(), p.icon.as_deref()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("Refunds", Some("💶")),
+                ("Where is my order?", Some("📦")),
+                ("¿Qué tal?", None),
+                ("Plain", None),
+                ("Talk to a developer", Some("👩‍💻")),
+            ]
+        );
+        assert_eq!(
+            serde_json::to_value(&prompts[3]).unwrap(),
+            serde_json::json!({"text": "Plain"})
+        );
+    }
 }

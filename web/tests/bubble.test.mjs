@@ -171,7 +171,7 @@ function styleDiff(expected, actual) {
  * the widget's styles at each step.
  */
 async function askWithSuggestedPrompt(page) {
-  const prompt = shop.suggested_prompts[0];
+  const prompt = shop.suggested_prompts[0].text;
   const closed = await waitFor(page, 'the launcher', (s) => s.launcher?.shown);
   assert.equal(closed.panelShown, false, 'the panel starts closed');
   assert.equal(closed.launcher.expanded, 'false');
@@ -182,7 +182,7 @@ async function askWithSuggestedPrompt(page) {
   assert.equal(open.launcher.expanded, 'true');
   assert.equal(open.title, shop.title);
   assert.equal(open.description, shop.description);
-  assert.deepEqual(open.chips, shop.suggested_prompts);
+  assert.deepEqual(open.chips, shop.suggested_prompts.map((p) => p.text));
   assert.equal(open.banner, null, `no banner while the agent is online, saw ${JSON.stringify(open.banner)}`);
   styles.open = await stylesOf(page, OPEN_PARTS);
 

@@ -413,3 +413,23 @@ async fn set_interface_connectors(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::InterfaceConfig;
+
+    #[test]
+    fn a_config_written_by_an_older_bridge_still_reads() {
+        let old = r#"{"title": "Shop", "suggested_prompts": ["📦 Where is my order?"],
+                      "persistence": "local"}"#;
+        let config: InterfaceConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(config.title, "Shop");
+        assert_eq!(config.suggested_prompts[0].text, "Where is my order?");
+        assert_eq!(config.suggested_prompts[0].icon.as_deref(), Some("📦"));
+        assert_eq!(config.persistence, "local");
+        assert_eq!(config.session_timeout_mins, 1_440);
+        assert_eq!(config.rate_limit.messages, 10);
+        assert!(config.connectors.is_empty());
+        assert_eq!(config.system_prompt, None);
+    }
+}
