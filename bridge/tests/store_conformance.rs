@@ -3,7 +3,11 @@
 
 mod common;
 
-use airlock_bridge::store::{Store, StoreError, StoreOptions};
+use airlock_bridge::store::{
+    ConnectorRow, NewAttachment, NewSession, SessionFilter, StatsQuery, Store, StoreError,
+    StoreOptions,
+};
+use airlock_bridge::tokens::new_id;
 use airlock_shared::{MessageStatus, Role};
 use common::{connector, interface, session};
 
@@ -636,6 +640,458 @@ mod cases {
         );
         assert!(store.session_for_token("t3").await.unwrap().is_none());
     }
+
+    fn filter(limit: u32) -> SessionFilter {
+        SessionFilter {
+            limit,
+            ..SessionFilter::default()
+        }
+    }
+
+    fn ids(rows: &[airlock_bridge::store::SessionRow]) -> Vec<&str> {
+        rows.iter().map(|r| r.id.as_str()).collect()
+    }
+
+    pub async fn the_session_list_filters_by_period_and_text(store: Store) {
+        let ifc = interface(&store, "support").await;
+        let early = session(&store, &ifc, T0).await;
+        store
+            .send_user_message(&early.id, "1", "My ORDER 100% failed", &[], None, T0 + 10)
+            .await
+            .unwrap();
+        let late = session(&store, &ifc, T0 + 1_000).await;
+        store
+            .send_user_message(&late.id, "1", "where is order_7?", &[], None, T0 + 1_010)
+            .await
+            .unwrap();
+        let quiet = session(&store, &ifc, T0 + 2_000).await;
+
+        let all = store.list_sessions(&filter(10)).await.unwrap();
+        assert_eq!(
+            ids(&all),
+            [quiet.id.as_str(), late.id.as_str(), early.id.as_str()]
+        );
+        assert_eq!(
+            all[1].to_summary().last_message.as_deref(),
+            Some("where is order_7?")
+        );
+        assert_eq!(all[0].to_summary().last_message, None);
+
+        // Active at or after `since`, begun before `until`.
+        let since = SessionFilter {
+            since: Some(T0 + 1_000),
+            ..filter(10)
+        };
+        assert_eq!(
+            ids(&store.list_sessions(&since).await.unwrap()),
+            [quiet.id.as_str(), late.id.as_str()]
+        );
+        let until = SessionFilter {
+            until: Some(T0 + 1_000),
+            ..filter(10)
+        };
+        assert_eq!(
+            ids(&store.list_sessions(&until).await.unwrap()),
+            [early.id.as_str()]
+        );
+
+        // Text search ignores case, and `%`, `_` and `!` match only themselves.
+        let text = |q: &str| SessionFilter {
+            text: Some(q.to_string()),
+            ..filter(10)
+        };
+        assert_eq!(
+            ids(&store.list_sessions(&text("order")).await.unwrap()),
+            [late.id.as_str(), early.id.as_str()]
+        );
+        assert_eq!(
+            ids(&store.list_sessions(&text("100%")).await.unwrap()),
+            [early.id.as_str()]
+        );
+        assert_eq!(
+            ids(&store.list_sessions(&text("R_7")).await.unwrap()),
+            [late.id.as_str()]
+        );
+        assert!(store.list_sessions(&text("r%7")).await.unwrap().is_empty());
+        assert!(store.list_sessions(&text("!")).await.unwrap().is_empty());
+
+        // Filters combine with paging.
+        let first = store
+            .list_sessions(&SessionFilter {
+                text: Some("ORDER".into()),
+                ..filter(1)
+            })
+            .await
+            .unwrap();
+        assert_eq!(ids(&first), [late.id.as_str()]);
+        let next = store
+            .list_sessions(&SessionFilter {
+                text: Some("ORDER".into()),
+                before: Some((first[0].last_activity_at, first[0].id.clone())),
+                ..filter(1)
+            })
+            .await
+            .unwrap();
+        assert_eq!(ids(&next), [early.id.as_str()]);
+    }
+
+    pub async fn an_ended_session_refuses_new_messages(store: Store) {
+        let ifc = interface(&store, "support").await;
+        let s = session(&store, &ifc, T0).await;
+        let ended = store.end_session(&s.id).await.unwrap();
+        assert_eq!(ended.status, "ended");
+        let refused = store
+            .send_user_message(&s.id, "1", "hello?", &[], None, T0 + 1)
+            .await;
+        assert!(matches!(refused, Err(StoreError::SessionClosed(status)) if status == "ended"));
+        // Ending again is harmless; an unknown session is not found.
+        assert_eq!(store.end_session(&s.id).await.unwrap().status, "ended");
+        assert!(matches!(
+            store.end_session("ses_nope").await,
+            Err(StoreError::NotFound("session"))
+        ));
+    }
+
+    pub async fn deleting_a_session_removes_everything_of_it(store: Store) {
+        let ifc = interface(&store, "support").await;
+        let doomed = session(&store, &ifc, T0).await;
+        let kept = session(&store, &ifc, T0).await;
+        let file = store
+            .store_attachment(
+                NewAttachment {
+                    session_id: doomed.id.clone(),
+                    interface_id: ifc.clone(),
+                    filename: "a.txt".into(),
+                    content_type: "text/plain".into(),
+                    data: b"hello".to_vec(),
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        store
+            .send_user_message(
+                &doomed.id,
+                "1",
+                "one",
+                std::slice::from_ref(&file.id),
+                None,
+                T0 + 1,
+            )
+            .await
+            .unwrap();
+        store
+            .send_user_message(&doomed.id, "2", "two", &[], None, T0 + 2)
+            .await
+            .unwrap();
+        store
+            .send_user_message(&kept.id, "1", "kept", &[], None, T0 + 3)
+            .await
+            .unwrap();
+        let c = connector(&store, "agent", &[]).await;
+        let item = store.claim(&c, 1, LEASE, 20, T0 + 4).await.unwrap().items;
+        assert_eq!(item[0].session.id, doomed.id);
+        store
+            .reply(&item[0].lease_id, &c, "ok", T0 + 5)
+            .await
+            .unwrap();
+
+        let deleted = store.delete_session(&doomed.id).await.unwrap();
+        assert_eq!(deleted.id, doomed.id);
+        assert!(store.session(&doomed.id).await.unwrap().is_none());
+        assert!(store.transcript(&doomed.id).await.unwrap().is_empty());
+        assert!(store.attachment(&file.id).await.unwrap().is_none());
+        // Its queued message is gone from the inbox; the other session's is still there.
+        let next = store.claim(&c, 10, LEASE, 20, T0 + 6).await.unwrap().items;
+        let texts: Vec<_> = next.iter().map(|i| i.message.text.as_str()).collect();
+        assert_eq!(texts, ["kept"]);
+        assert!(matches!(
+            store.delete_session(&doomed.id).await,
+            Err(StoreError::NotFound("session"))
+        ));
+    }
+
+    pub async fn the_export_reads_the_messages_of_many_sessions_at_once(store: Store) {
+        let ifc = interface(&store, "support").await;
+        let a = session(&store, &ifc, T0).await;
+        let b = session(&store, &ifc, T0).await;
+        let empty = session(&store, &ifc, T0).await;
+        for (i, text) in ["a1", "a2"].iter().enumerate() {
+            store
+                .send_user_message(&a.id, text, text, &[], None, T0 + i as i64)
+                .await
+                .unwrap();
+        }
+        store
+            .send_user_message(&b.id, "b1", "b1", &[], None, T0 + 5)
+            .await
+            .unwrap();
+        let grouped = store
+            .messages_of_sessions(&[b.id.clone(), empty.id.clone(), a.id.clone()])
+            .await
+            .unwrap();
+        let shape: Vec<(String, Vec<String>)> = grouped
+            .into_iter()
+            .map(|(id, ms)| (id, ms.into_iter().map(|m| m.text).collect()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (b.id.clone(), vec!["b1".to_string()]),
+                (empty.id.clone(), vec![]),
+                (a.id.clone(), vec!["a1".to_string(), "a2".to_string()]),
+            ]
+        );
+        assert!(store.messages_of_sessions(&[]).await.unwrap().is_empty());
+    }
+
+    /// Dead-letters the session's only item by failing it without retry; returns its id.
+    async fn dead_item(store: &Store, session_id: &str, c: &ConnectorRow, now: i64) -> String {
+        store
+            .send_user_message(session_id, "1", "help", &[], None, now)
+            .await
+            .unwrap();
+        let item = store.claim(c, 1, LEASE, 20, now + 1).await.unwrap().items;
+        store
+            .stream_delta(&item[0].lease_id, c, "half an ans", now + 2)
+            .await
+            .unwrap();
+        let failed = store
+            .fail(&item[0].lease_id, c, "model down", false, now + 3)
+            .await
+            .unwrap();
+        assert_eq!(failed.value.state, "dead");
+        item[0].message.id.clone()
+    }
+
+    pub async fn a_retried_dead_letter_is_delivered_again_from_the_first_attempt(store: Store) {
+        let ifc = interface(&store, "support").await;
+        let s = session(&store, &ifc, T0).await;
+        let c = connector(&store, "agent", &[]).await;
+        let id = dead_item(&store, &s.id, &c, T0).await;
+        assert!(
+            store
+                .claim(&c, 1, LEASE, 20, T0 + 10)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+
+        let retried = store.retry_dead_letter(&id, T0 + 20).await.unwrap();
+        assert_eq!(retried.value.id, id);
+        assert_eq!(retried.value.status, MessageStatus::Queued);
+        assert!(store.dead_letters(10).await.unwrap().is_empty());
+        // The failed reply no longer shows an error while the item waits again.
+        let transcript = store.transcript(&s.id).await.unwrap();
+        let reply = transcript
+            .iter()
+            .find(|m| m.role == Role::Assistant)
+            .unwrap();
+        assert_eq!(
+            (reply.status, reply.error.as_deref()),
+            (MessageStatus::Streaming, None)
+        );
+        assert_eq!(reply.text, "");
+
+        let again = store.claim(&c, 1, LEASE, 20, T0 + 20).await.unwrap().items;
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].message.id, id);
+        assert_eq!(again[0].attempt, 1, "attempts start over");
+        assert_eq!(again[0].message.status, MessageStatus::Processing);
+        store
+            .reply(&again[0].lease_id, &c, "answered now", T0 + 21)
+            .await
+            .unwrap();
+        let transcript = store.transcript(&s.id).await.unwrap();
+        let replies: Vec<_> = transcript
+            .iter()
+            .filter(|m| m.role == Role::Assistant)
+            .map(|m| (m.text.as_str(), m.status))
+            .collect();
+        assert_eq!(replies, [("answered now", MessageStatus::Complete)]);
+
+        // Only dead items can be retried.
+        assert!(matches!(
+            store.retry_dead_letter(&id, T0 + 30).await,
+            Err(StoreError::NotDeadLettered(state)) if state == "done"
+        ));
+        assert!(matches!(
+            store.retry_dead_letter("msg_nope", T0 + 30).await,
+            Err(StoreError::NotFound("dead letter"))
+        ));
+    }
+
+    pub async fn a_discarded_dead_letter_leaves_the_failure_visible(store: Store) {
+        let ifc = interface(&store, "support").await;
+        let s = session(&store, &ifc, T0).await;
+        let c = connector(&store, "agent", &[]).await;
+        let id = dead_item(&store, &s.id, &c, T0).await;
+        store.discard_dead_letter(&id).await.unwrap();
+        assert!(store.dead_letters(10).await.unwrap().is_empty());
+        let transcript = store.transcript(&s.id).await.unwrap();
+        let statuses: Vec<_> = transcript.iter().map(|m| (m.role, m.status)).collect();
+        assert_eq!(
+            statuses,
+            [
+                (Role::User, MessageStatus::Failed),
+                (Role::Assistant, MessageStatus::Failed)
+            ]
+        );
+        assert!(transcript[1].error.is_some());
+        assert!(matches!(
+            store.discard_dead_letter(&id).await,
+            Err(StoreError::NotFound("dead letter"))
+        ));
+        // A live item is not a dead letter.
+        let other = session(&store, &ifc, T0).await;
+        let live = store
+            .send_user_message(&other.id, "1", "hi", &[], None, T0 + 10)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.discard_dead_letter(&live.message.id).await,
+            Err(StoreError::NotDeadLettered(state)) if state == "queued"
+        ));
+    }
+
+    pub async fn leases_in_flight_are_counted_per_connector(store: Store) {
+        let ifc = interface(&store, "support").await;
+        let one = connector(&store, "one", &[]).await;
+        let two = connector(&store, "two", &[]).await;
+        for i in 0..3 {
+            let s = session(&store, &ifc, T0).await;
+            store
+                .send_user_message(&s.id, "1", &format!("m{i}"), &[], None, T0 + i)
+                .await
+                .unwrap();
+        }
+        store.claim(&one, 2, LEASE, 20, T0 + 10).await.unwrap();
+        store.claim(&two, 5, LEASE, 20, T0 + 10).await.unwrap();
+        let mut counts = store.leases_in_flight(T0 + 11).await.unwrap();
+        counts.sort();
+        let mut expected = vec![(one.id.clone(), 2), (two.id.clone(), 1)];
+        expected.sort();
+        assert_eq!(counts, expected);
+        // Expired leases are not in flight.
+        assert!(
+            store
+                .leases_in_flight(T0 + 10 + LEASE)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn stats_count_a_known_period(store: Store) {
+        const HOUR: i64 = 3_600_000;
+        // A period starting at a whole hour, so bucket 0 starts at `start`.
+        let start = (T0 / HOUR) * HOUR;
+        let ifc = interface(&store, "support").await;
+        let other = interface(&store, "sales").await;
+        let c = connector(&store, "agent", &[]).await;
+        let new_session = |referrer: Option<&str>, at: i64| {
+            let store = store.clone();
+            let ifc = ifc.clone();
+            let referrer = referrer.map(str::to_string);
+            async move {
+                store
+                    .create_session(
+                        &NewSession {
+                            interface_id: ifc,
+                            token_hash: new_id("t"),
+                            resume_hash: new_id("r"),
+                            referrer,
+                            ..NewSession::default()
+                        },
+                        at,
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        // Hour 0: two sessions from the same referrer, each message answered (100 ms, 300 ms).
+        // Hour 2: one session, answered in 1,000 ms, and one message that is dead-lettered.
+        let a = new_session(Some("https://news.example/"), start).await;
+        let b = new_session(Some("https://news.example/"), start + 10).await;
+        let d = new_session(Some("https://blog.example/"), start + 2 * HOUR).await;
+        let answer = |s: String, at: i64, latency: i64| {
+            let store = store.clone();
+            let c = c.clone();
+            async move {
+                store
+                    .send_user_message(&s, &new_id("c"), "q", &[], None, at)
+                    .await
+                    .unwrap();
+                let item = store.claim(&c, 1, LEASE, 20, at).await.unwrap().items;
+                store
+                    .reply(&item[0].lease_id, &c, "a", at + latency)
+                    .await
+                    .unwrap();
+            }
+        };
+        answer(a.id.clone(), start + 100, 100).await;
+        answer(b.id.clone(), start + 200, 300).await;
+        answer(d.id.clone(), start + 2 * HOUR + 100, 1_000).await;
+        dead_item(&store, &d.id, &c, start + 2 * HOUR + 5_000).await;
+        // Outside the period or another interface: not counted.
+        let before = session(&store, &ifc, start - 1).await;
+        store
+            .send_user_message(&before.id, "x", "x", &[], None, start - 1)
+            .await
+            .unwrap();
+        let elsewhere = session(&store, &other, start + 5).await;
+        store
+            .send_user_message(&elsewhere.id, "x", "x", &[], None, start + 5)
+            .await
+            .unwrap();
+
+        let stats = store
+            .stats(&StatsQuery {
+                interface_id: Some(ifc.clone()),
+                since: start,
+                until: start + 3 * HOUR,
+                origin: start,
+                bucket_ms: HOUR,
+            })
+            .await
+            .unwrap();
+        assert_eq!(stats.sessions, 3);
+        assert_eq!(stats.visitors, 3);
+        assert_eq!(stats.user_messages, 4);
+        // Three answers and the dead-lettered one's failed reply.
+        assert_eq!(stats.assistant_messages, 4);
+        let mut latencies = stats.latencies_ms.clone();
+        latencies.sort();
+        assert_eq!(latencies, [100, 300, 1_000]);
+        assert_eq!(stats.sessions_by_bucket, [(0, 2), (2, 1)]);
+        assert_eq!(stats.messages_by_bucket, [(0, 4), (2, 4)]);
+        let hour0 = (start / HOUR) % 24;
+        let mut expected_hours = vec![(hour0, 4), ((hour0 + 2) % 24, 4)];
+        expected_hours.sort();
+        assert_eq!(stats.messages_by_hour, expected_hours);
+        assert_eq!(
+            stats.top_referrers,
+            [
+                ("https://news.example/".to_string(), 2),
+                ("https://blog.example/".to_string(), 1)
+            ]
+        );
+        assert_eq!(stats.dead_letters, 1);
+
+        // Without the interface filter the other interface's session counts too.
+        let all = store
+            .stats(&StatsQuery {
+                interface_id: None,
+                since: start,
+                until: start + 3 * HOUR,
+                origin: start,
+                bucket_ms: HOUR,
+            })
+            .await
+            .unwrap();
+        assert_eq!((all.sessions, all.user_messages), (4, 5));
+    }
 }
 
 #[tokio::test]
@@ -704,4 +1160,12 @@ conformance!(
     sessions_resume_with_their_resume_token,
     an_interface_listing_connectors_is_claimed_only_by_them,
     interfaces_are_renamed_and_deleted_with_their_sessions,
+    the_session_list_filters_by_period_and_text,
+    an_ended_session_refuses_new_messages,
+    deleting_a_session_removes_everything_of_it,
+    the_export_reads_the_messages_of_many_sessions_at_once,
+    a_retried_dead_letter_is_delivered_again_from_the_first_attempt,
+    a_discarded_dead_letter_leaves_the_failure_visible,
+    leases_in_flight_are_counted_per_connector,
+    stats_count_a_known_period,
 );

@@ -39,7 +39,9 @@ pub struct SessionRow {
     pub message_count: i64,
     pub created_at: i64,
     pub last_activity_at: i64,
-    /// The text of the latest message that has any.
+    /// The text of the latest message that has any; read only for admin views (see
+    /// `select_sessions_with_last_message`), `None` elsewhere.
+    #[sqlx(default)]
     pub last_message: Option<String>,
 }
 
@@ -78,6 +80,16 @@ impl SessionRow {
 
 /// `SELECT` of a session row with its interface slug, in [`SessionRow`] order.
 macro_rules! select_sessions {
+    () => {
+        "SELECT s.id, s.interface_id, i.slug AS interface_slug, s.visitor_id, s.page_url, \
+         s.page_title, s.referrer, s.locale, s.status, s.last_seq, s.message_count, \
+         s.created_at, s.last_activity_at FROM sessions s JOIN interfaces i ON i.id = s.interface_id"
+    };
+}
+
+/// [`select_sessions`] plus the latest message's text, for admin views only: visitor requests
+/// (which look a session up on every call) skip the extra subquery.
+macro_rules! select_sessions_with_last_message {
     () => {
         "SELECT s.id, s.interface_id, i.slug AS interface_slug, s.visitor_id, s.page_url, \
          s.page_title, s.referrer, s.locale, s.status, s.last_seq, s.message_count, \
@@ -234,7 +246,7 @@ impl Store {
             contains_pattern(text)
         };
         Ok(sqlx::query_as(concat!(
-            select_sessions!(),
+            select_sessions_with_last_message!(),
             " WHERE ($1 = '' OR i.slug = $1) AND ($2 = '' OR s.status = $2) \
               AND (s.last_activity_at < $3 OR (s.last_activity_at = $3 AND ($4 = '' OR s.id < $4))) \
               AND s.last_activity_at >= $6 AND s.created_at < $7 \
@@ -298,11 +310,13 @@ impl Store {
             .bind(id)
             .execute(&self.write)
             .await?;
-        let row: Option<SessionRow> =
-            sqlx::query_as(concat!(select_sessions!(), " WHERE s.id = $1"))
-                .bind(id)
-                .fetch_optional(&self.write)
-                .await?;
+        let row: Option<SessionRow> = sqlx::query_as(concat!(
+            select_sessions_with_last_message!(),
+            " WHERE s.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.write)
+        .await?;
         row.ok_or(StoreError::NotFound("session"))
     }
 
