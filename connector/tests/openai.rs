@@ -514,6 +514,8 @@ fn request(text: &str) -> AgentRequest {
             referrer: None,
             locale: None,
             context: None,
+            system_prompt: None,
+            agent_context: None,
         },
         history: Vec::new(),
         attempt: 1,

@@ -115,6 +115,8 @@ impl FakeBridge {
                 referrer: None,
                 locale: None,
                 context: None,
+                system_prompt: None,
+                agent_context: None,
             },
             history: Vec::new(),
         };
