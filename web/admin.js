@@ -1264,7 +1264,7 @@
           const id = enc(d.message.id);
           return h('tr', { 'data-id': d.message.id },
             h('td', { class: 'nowrap' }, fmtTime(d.dead_at)),
-            h('td', {}, d.interface),
+            h('td', { class: 'nowrap' }, d.interface),
             h('td', {}, h('a', { href: `#/sessions/${enc(d.session_id)}` }, d.session_id)),
             h('td', { class: 'snippet' }, d.message.text),
             h('td', {}, d.attempts),

@@ -39,9 +39,20 @@ async function signIn(page, hash = '') {
 const liveState = (page) => page.locator('#live').getAttribute('data-state');
 
 journey('the admin signs in with the admin key; a wrong key is refused and the key never enters a URL', async ({ open }) => {
+  // The page is locked down: only its own scripts and styles, never framed, no referrer.
+  const served = await fetch(`${BRIDGE}/admin`);
+  const csp = served.headers.get('content-security-policy');
+  for (const rule of ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"]) {
+    assert.ok(csp.includes(rule), `the admin page's CSP has ${rule}: ${csp}`);
+  }
+  assert.equal(served.headers.get('x-content-type-options'), 'nosniff');
+  assert.equal(served.headers.get('referrer-policy'), 'no-referrer');
+
   const page = await open();
   const urls = [];
+  const violations = [];
   page.on('request', (request) => urls.push(request.url()));
+  page.on('console', (msg) => /Content Security Policy/i.test(msg.text()) && violations.push(msg.text()));
   await page.goto(`${BRIDGE}/admin`);
   await page.getByRole('heading', { name: 'Airlock admin' }).waitFor();
 
@@ -59,6 +70,7 @@ journey('the admin signs in with the admin key; a wrong key is refused and the k
     assert.ok(!url.includes(ADMIN_KEY), `the admin key must never be in a URL; it was in ${url}`);
   }
   await until('the live event stream to connect', async () => (await liveState(page)) === 'on');
+  assert.deepEqual(violations, [], 'the page runs within its Content-Security-Policy');
 
   // Reloading the tab keeps the admin signed in; signing out forgets the key.
   await page.reload();
@@ -103,6 +115,22 @@ journey('a visitor chatting on /c/demo appears in the session list live, and the
   assert.equal(await adminPage.evaluate(() => window.__sameDocument), true, 'the list updated without a reload');
   const stored = await admin(`/sessions/${id}`);
   assert.ok(stored.messages.some((m) => m.role === 'user' && m.text === text), 'the new row is the visitor\'s session');
+
+  // Export downloads with the key in a header (fetch → Blob), so the file holds the visitor's words.
+  const [download] = await Promise.all([
+    adminPage.waitForEvent('download'),
+    adminPage.getByRole('button', { name: 'Export CSV' }).click(),
+  ]);
+  assert.match(download.suggestedFilename(), /^airlock-sessions-.*\.csv$/);
+  const csv = await new Promise((resolve, reject) => {
+    download.createReadStream().then((stream) => {
+      let text = '';
+      stream.on('data', (chunk) => (text += chunk));
+      stream.on('end', () => resolve(text));
+      stream.on('error', reject);
+    }, reject);
+  });
+  assert.ok(csv.includes(text) && csv.includes(id), 'the CSV export holds the new session\'s messages');
 
   await adminPage.locator(`#sessions-table tr[data-id="${id}"] a`).click();
   await adminPage.getByRole('heading', { name: `Session ${id}` }).waitFor();
@@ -157,6 +185,10 @@ journey('an admin creates an interface, changes its color, sees the preview chan
   await waitFor(iframeFrame, 'the iframe-embed preview', (s) => s.panelShown && s.title === 'Look and feel');
   const before = await widgetColor(hosted, 'button.airlock-send');
   assert.notEqual(before, 'rgb(214, 51, 108)');
+
+  // The script-embed preview page takes only a plain token into its markup.
+  const bad = await fetch(`${BRIDGE}/admin/preview/${slug}?preview=${encodeURIComponent('"><script>alert(1)</script>')}`);
+  assert.equal(bad.status, 400, 'a malformed preview token is refused');
 
   // The embed code is there to copy.
   const snippet = await page.locator('textarea[data-snippet="script"]').inputValue();
