@@ -1,7 +1,8 @@
 // The admin page (`/admin`) in a real browser against the real bridge: signing in with the admin
-// key, a visitor's session showing up live in the session list while they chat, its transcript,
-// editing an interface and seeing the preview change, publishing it for visitors, and the
-// running connector shown online.
+// key (and its CSP), a visitor's session showing up live in the session list while they chat, the
+// CSV export, its transcript (visitor markup shown as text), editing an interface and seeing the
+// preview change, publishing it for visitors, the running connector shown online, the phone
+// layout and stats charts, dead letters retried and discarded, and the audit log.
 
 import assert from 'node:assert/strict';
 import { before } from 'node:test';
@@ -246,6 +247,8 @@ journey('on a phone the admin page fits the screen and the navigation is usable 
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { name: 'Stats', level: 1 }).waitFor();
   assert.equal(await page.getByRole('link', { name: 'Stats' }).getAttribute('aria-current'), 'page');
+  assert.equal(await page.locator('figure.chart svg').count(), 3, 'three charts are drawn');
+  assert.ok((await page.locator('figure.chart svg polyline').count()) === 2, 'sessions and messages are lines over time');
   await page.screenshot({ path: artifact('admin-phone-stats.png') });
 });
 
@@ -327,4 +330,39 @@ journey('a message the agent gave up on shows in dead letters; Retry gets it ans
   await second.waitFor({ state: 'detached' });
   const left = await admin('/dead-letters');
   assert.ok(!left.items.some((d) => d.message.id === item.message.id), 'a discarded dead letter is gone from the list');
+});
+
+journey('markup a visitor typed is shown as text in the transcript, never run', async ({ open }) => {
+  const hostile = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> **bold**';
+  const created = await (await fetch(`${BRIDGE}/api/v1/interfaces/demo/sessions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{}',
+  })).json();
+  const sent = await fetch(`${BRIDGE}/api/v1/sessions/${created.session_id}/messages`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${created.session_token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ client_id: `xss-${Date.now()}`, text: hostile }),
+  });
+  assert.equal(sent.status, 202);
+  await until('the echo reply', async () =>
+    (await admin(`/sessions/${created.session_id}`)).messages.some((m) => m.role === 'assistant' && m.status === 'complete'),
+  { timeout: 15_000 });
+
+  const page = await open();
+  await signIn(page, `#/sessions/${created.session_id}`);
+  const transcript = page.getByRole('log', { name: 'Transcript' });
+  await transcript.locator('.msg[data-role="assistant"]').waitFor();
+  assert.equal(await transcript.locator('.msg[data-role="user"] .text').textContent(), hostile, 'the visitor\'s text is shown literally');
+  // The reply is the bridge's sanitized HTML: whatever elements it kept carry no script.
+  const risky = await transcript.evaluate((log) =>
+    [...log.querySelectorAll('*')].filter((el) =>
+      el.tagName === 'SCRIPT' || [...el.attributes].some((a) => a.name.startsWith('on'))).map((el) => el.outerHTML));
+  assert.deepEqual(risky, [], 'no script and no event handler attributes in the transcript');
+  assert.equal(await transcript.locator('.msg[data-role="user"] img').count(), 0, 'visitor text makes no elements');
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  // Navigating to the audit log: the admin actions of this run are listed.
+  await page.getByRole('link', { name: 'Audit log' }).click();
+  await page.getByRole('heading', { name: 'Audit log' }).waitFor();
+  await until('an interface.create entry', async () => (await page.locator('main tbody').textContent()).includes('interface.create'));
 });
