@@ -361,8 +361,52 @@ journey('markup a visitor typed is shown as text in the transcript, never run', 
   assert.deepEqual(risky, [], 'no script and no event handler attributes in the transcript');
   assert.equal(await transcript.locator('.msg[data-role="user"] img').count(), 0, 'visitor text makes no elements');
   assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  // Ending it (confirmed) stops the visitor from writing in it; deleting it removes it.
+  await page.getByRole('button', { name: 'End session' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'End session' }).click();
+  await page.locator('dl.meta .badge').filter({ hasText: 'ended' }).waitFor();
+  const refused = await fetch(`${BRIDGE}/api/v1/sessions/${created.session_id}/messages`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${created.session_token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ client_id: `late-${Date.now()}`, text: 'Still there?' }),
+  });
+  assert.equal(refused.status, 409, 'an ended session refuses new messages');
+  await page.getByRole('button', { name: 'Delete session' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('heading', { name: 'Sessions', level: 1 }).waitFor();
+  const gone = await fetch(`${BRIDGE}/api/v1/admin/sessions/${created.session_id}`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+  assert.equal(gone.status, 404, 'a deleted session is gone');
+
   // Navigating to the audit log: the admin actions of this run are listed.
   await page.getByRole('link', { name: 'Audit log' }).click();
   await page.getByRole('heading', { name: 'Audit log' }).waitFor();
   await until('an interface.create entry', async () => (await page.locator('main tbody').textContent()).includes('interface.create'));
+});
+
+journey('an interface is duplicated as a draft, and deleted only after its slug is typed', async ({ open }) => {
+  const slug = `dup-${Date.now().toString(36)}`;
+  await adminCall('POST', '/interfaces', { slug, title: 'Original', publish: true });
+  const page = await open({ viewport: { width: 1280, height: 900 } });
+  await signIn(page, `#/interfaces/${slug}`);
+  await page.getByRole('heading', { name: `Interface ${slug}` }).waitFor();
+
+  await page.getByRole('button', { name: 'Duplicate' }).click();
+  await page.getByRole('dialog').getByLabel('Slug of the copy').fill(`${slug}-b`);
+  await page.getByRole('dialog').getByRole('button', { name: 'Duplicate' }).click();
+  await page.getByRole('heading', { name: `Interface ${slug}-b` }).waitFor();
+  const copy = await admin(`/interfaces/${slug}-b`);
+  assert.equal(copy.title, 'Original');
+  assert.equal(copy.status, 'draft', 'a duplicate starts as a draft');
+
+  await page.getByRole('button', { name: 'Delete' }).click();
+  const dialog = page.getByRole('dialog');
+  const confirm = dialog.getByRole('button', { name: 'Delete' });
+  assert.equal(await confirm.isDisabled(), true, 'delete waits for the slug to be typed');
+  await dialog.getByLabel(`Type ${slug}-b to confirm`).fill(`${slug}-b`);
+  await confirm.click();
+  await page.getByRole('heading', { name: 'Interfaces', level: 1 }).waitFor();
+  assert.equal(await page.locator(`tr[data-slug="${slug}-b"]`).count(), 0);
+  assert.equal(await page.locator(`tr[data-slug="${slug}"]`).count(), 1, 'the original stays');
+  const gone = await fetch(`${BRIDGE}/api/v1/admin/interfaces/${slug}-b`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+  assert.equal(gone.status, 404);
 });
