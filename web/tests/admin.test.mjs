@@ -229,13 +229,32 @@ journey('an admin creates an interface, changes its color, sees the preview chan
   assert.equal(await widgetColor(visitor, 'button.airlock-send'), 'rgb(214, 51, 108)');
 });
 
-journey('the connectors page shows the running connector online', async ({ open }) => {
+journey('the connectors page shows the running connector online; a new key is shown once and can be revoked', async ({ open }) => {
   const page = await open();
   await signIn(page, '#/connectors');
   const row = page.locator('tr[data-name="browser tests"]');
   await row.waitFor();
   await until('the connector to be shown online', async () => (await row.locator('.badge').textContent()) === 'online');
+
+  // A new key is shown once, to copy; the list never shows it again. Revoking is confirmed.
+  const name = `laptop ${Date.now()}`;
+  await page.getByLabel('Name', { exact: true }).fill(name);
+  await page.getByLabel(/^Interfaces/).fill('demo');
+  await page.getByRole('button', { name: 'Create key' }).click();
+  const shown = await page.getByLabel('Connector key', { exact: true }).inputValue();
+  assert.ok(shown.length >= 20, `a connector key is shown: ${shown}`);
+  await page.getByRole('button', { name: 'Copy key' }).waitFor();
+  const listed = (await admin('/connectors')).items.find((c) => c.name === name);
+  assert.ok(listed && !listed.key, 'the list has the connector but never its key');
+  assert.ok(!(await page.locator('main table').textContent()).includes(shown), 'the table does not show the key');
   await page.screenshot({ path: artifact('admin-connectors.png') });
+
+  const row2 = page.locator(`tr[data-name="${name}"]`);
+  await row2.getByRole('button', { name: 'Revoke' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Revoke' }).click();
+  await until('the key to be shown revoked', async () => (await row2.locator('.badge').textContent()) === 'revoked');
+  const me = await fetch(`${BRIDGE}/api/v1/connector/me`, { headers: { authorization: `Bearer ${shown}` } });
+  assert.equal(me.status, 401, 'a revoked key is refused');
 });
 
 journey('on a phone the admin page fits the screen and the navigation is usable by keyboard', async ({ open }) => {
