@@ -10,6 +10,9 @@
 //! until a visitor's message waits in it; then one is started, and the open page must show the
 //! reply without a reload.
 //!
+//! `AIRLOCK_BROWSER_TESTS=admin,xss` runs only the files whose name contains one of those words
+//! (handy while working on one journey); unset, all run.
+//!
 //! Needs Node.js 20+ (`node`), Chromium (`/usr/bin/chromium`, or the path in `$CHROMIUM`) and
 //! the test dependencies (`npm ci --prefix web/tests`). Without them the test prints one NOTICE
 //! line and passes, unless `AIRLOCK_TEST_REQUIRE_BROWSER=1` (as CI sets), which makes it fail.
@@ -139,8 +142,8 @@ async fn the_widget_works_for_visitors_in_a_real_browser() {
     );
 }
 
-/// Runs `node --test` on every `web/tests/*.test.mjs`, its output going straight to ours;
-/// returns whether it passed. The admin key lets journeys check what the bridge stored.
+/// Runs `node --test` on every `web/tests/*.test.mjs` (or those `AIRLOCK_BROWSER_TESTS` picks),
+/// its output going straight to ours; returns whether it passed. The admin key lets journeys check what the bridge stored.
 async fn run_node_tests(
     root: &Path,
     bridge: &TestBridge,
@@ -152,6 +155,7 @@ async fn run_node_tests(
         .expect("read web/tests")
         .map(|entry| entry.expect("read web/tests").path())
         .filter(|path| path.to_string_lossy().ends_with(".test.mjs"))
+        .filter(|path| picked(path))
         .collect();
     files.sort();
     assert!(
@@ -185,6 +189,19 @@ async fn run_node_tests(
             );
         }
     }
+}
+
+/// Whether `AIRLOCK_BROWSER_TESTS` (comma-separated words; unset or empty: everything) picks the
+/// test file at `path`.
+fn picked(path: &Path) -> bool {
+    let wanted = std::env::var("AIRLOCK_BROWSER_TESTS").unwrap_or_default();
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let words: Vec<&str> = wanted
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.is_empty() || words.iter().any(|word| name.contains(word))
 }
 
 /// Waits until a visitor's message is stored in the `offline` interface, then serves it with a

@@ -1,5 +1,6 @@
 //! Pages and probes: the widget and the pages hosting it (`/c/{slug}`, `/embed/{slug}`), the
-//! landing page, `/healthz` and `/readyz`.
+//! admin page (`/admin`, and `/admin/preview/{slug}` hosting the script widget for its live
+//! preview), the landing page, `/healthz` and `/readyz`.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ApiError;
-use super::extract::ApiPath;
+use super::extract::{ApiPath, ApiQuery};
 use crate::app::AppState;
 use crate::validate;
 
@@ -23,6 +24,19 @@ const WIDGET_JS: &str = include_str!("../../../web/widget.js");
 const WIDGET_CSS: &str = include_str!("../../../web/widget.css");
 const CHAT_PAGE: &str = include_str!("../../../web/chat.html");
 const EMBED_PAGE: &str = include_str!("../../../web/embed.html");
+
+/// The admin page: a static shell, its script and styles. It holds no secret; everything it
+/// shows comes from the admin API with the key the admin types in.
+const ADMIN_PAGE: &str = include_str!("../../../web/admin.html");
+const ADMIN_JS: &str = include_str!("../../../web/admin.js");
+const ADMIN_CSS: &str = include_str!("../../../web/admin.css");
+/// A stand-in site with the one-line script embed, framed by the admin page's preview.
+const PREVIEW_PAGE: &str = include_str!("../../../web/preview.html");
+
+/// The admin page may only talk to its own origin and frame its own previews; nobody may frame it.
+const ADMIN_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    connect-src 'self'; img-src 'self' data:; frame-src 'self'; frame-ancestors 'none'; \
+    base-uri 'none'; form-action 'none'";
 
 /// The pages run only the bridge's own script and styles: no inline code, nothing third-party.
 const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
@@ -39,6 +53,10 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(widget_css))
         .routes(routes!(chat_page))
         .routes(routes!(embed_page))
+        .routes(routes!(admin_page))
+        .routes(routes!(admin_js))
+        .routes(routes!(admin_css))
+        .routes(routes!(preview_page))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
 }
@@ -93,6 +111,96 @@ async fn chat_page(ApiPath(slug): ApiPath<String>) -> Result<Response, ApiError>
     responses((status = 200, content_type = "text/html", description = "HTML"), (status = 404, body = ErrorEnvelope)))]
 async fn embed_page(ApiPath(slug): ApiPath<String>) -> Result<Response, ApiError> {
     host_page(EMBED_PAGE, &slug, "frame-ancestors *")
+}
+
+/// `GET /admin`: the admin page. The key never travels in its URL; the page asks for it.
+#[utoipa::path(get, path = "/admin", tag = "pages", summary = "The admin page (sign in with an admin key)",
+    responses((status = 200, content_type = "text/html", description = "HTML")))]
+async fn admin_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, ADMIN_CSP),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        admin_asset_headers(),
+        ADMIN_PAGE,
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/admin.js", tag = "pages", summary = "The admin page's script",
+    responses((status = 200, content_type = "application/javascript", description = "JavaScript")))]
+async fn admin_js() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/javascript; charset=utf-8",
+        )],
+        admin_asset_headers(),
+        ADMIN_JS,
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/admin.css", tag = "pages", summary = "The admin page's styles",
+    responses((status = 200, content_type = "text/css", description = "CSS")))]
+async fn admin_css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        admin_asset_headers(),
+        ADMIN_CSS,
+    )
+        .into_response()
+}
+
+/// Revalidated on every load, so an upgraded bridge never runs a stale admin script; sniffing off.
+fn admin_asset_headers() -> [(header::HeaderName, &'static str); 2] {
+    [
+        (header::CACHE_CONTROL, "no-cache"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ]
+}
+
+/// `GET /admin/preview/{slug}?preview=<token>`: a stand-in site with the one-line script embed
+/// of `slug`, framed by the admin page. The launcher widget reads no query string of its host
+/// page, so the preview token is written into its `data-preview` attribute.
+#[utoipa::path(get, path = "/admin/preview/{slug}", tag = "pages", summary = "A stand-in site with the script embed of an interface, for the admin's preview",
+    params(("slug" = String, Path), PreviewQuery),
+    responses((status = 200, content_type = "text/html", description = "HTML"), (status = 400, body = ErrorEnvelope)))]
+async fn preview_page(
+    ApiPath(slug): ApiPath<String>,
+    ApiQuery(query): ApiQuery<PreviewQuery>,
+) -> Result<Response, ApiError> {
+    let token = query.preview.unwrap_or_default();
+    if !preview_token_is_plain(&token) {
+        return Err(ApiError::bad_request(
+            "invalid_preview_token",
+            "The preview token is malformed.",
+        ));
+    }
+    let page = PREVIEW_PAGE.replace("{{preview}}", &token);
+    let mut response = host_page(&page, &slug, "frame-ancestors 'self'")?;
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    Ok(response)
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PreviewQuery {
+    /// A preview token from `POST /api/v1/admin/interfaces/{slug}/preview`
+    preview: Option<String>,
+}
+
+/// A token made only of URL-safe characters can go into an HTML attribute as it is.
+fn preview_token_is_plain(token: &str) -> bool {
+    token.len() <= 1024
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
 }
 
 /// A page hosting the widget for `slug`. The page itself is static; the widget asks the API
