@@ -2,12 +2,12 @@
 //! Shared by `airlock-bridge sessions export` and `GET /admin/sessions/export`, so both write
 //! the same columns the same way.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use airlock_shared::Message;
-use airlock_shared::admin::SessionSummary;
+use airlock_shared::admin::{ExportRow, SessionSummary};
 use chrono::SecondsFormat;
-use serde::Serialize;
 
 /// The export's columns, in order (the CSV header and the JSON keys).
 pub const COLUMNS: [&str; 10] = [
@@ -50,82 +50,87 @@ impl ExportFormat {
     }
 }
 
-/// One exported row: a message with its session's fields. Times are RFC 3339 UTC.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExportRow<'a> {
-    pub session_id: &'a str,
-    pub interface: &'a str,
-    pub visitor_id: &'a str,
-    pub session_created_at: String,
-    pub message_id: &'a str,
-    pub seq: i64,
-    pub role: &'a str,
-    pub status: &'a str,
-    pub created_at: String,
-    pub text: &'a str,
-}
-
-impl<'a> ExportRow<'a> {
-    pub fn new(session: &'a SessionSummary, message: &'a Message) -> Self {
-        ExportRow {
-            session_id: &session.id,
-            interface: &session.interface,
-            visitor_id: &session.visitor_id,
-            session_created_at: session
-                .created_at
-                .to_rfc3339_opts(SecondsFormat::Millis, true),
-            message_id: &message.id,
-            seq: message.seq,
-            role: message.role.as_str(),
-            status: message.status.as_str(),
-            created_at: message
-                .created_at
-                .to_rfc3339_opts(SecondsFormat::Millis, true),
-            text: &message.text,
-        }
+/// One exported row, [`ExportRow`] (the wire type of the JSON Lines export), built from a message
+/// and its session.
+pub fn export_row(session: &SessionSummary, message: &Message) -> ExportRow {
+    ExportRow {
+        session_id: session.id.clone(),
+        interface: session.interface.clone(),
+        visitor_id: session.visitor_id.clone(),
+        session_created_at: session.created_at,
+        message_id: message.id.clone(),
+        seq: message.seq,
+        role: message.role,
+        status: message.status,
+        created_at: message.created_at,
+        text: message.text.clone(),
     }
 }
 
 /// Writes rows one at a time, so an export of any size streams.
 pub struct ExportWriter<W: Write> {
-    format: ExportFormat,
-    out: W,
+    out: Output<W>,
     header_written: bool,
+}
+
+enum Output<W: Write> {
+    Jsonl(W),
+    /// Boxed: the CSV writer carries its buffer inline.
+    Csv(Box<csv::Writer<W>>),
 }
 
 impl<W: Write> ExportWriter<W> {
     pub fn new(format: ExportFormat, out: W) -> Self {
+        let out = match format {
+            ExportFormat::Jsonl => Output::Jsonl(out),
+            ExportFormat::Csv => Output::Csv(Box::new(
+                csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .terminator(csv::Terminator::CRLF)
+                    .from_writer(out),
+            )),
+        };
         ExportWriter {
-            format,
             out,
             header_written: false,
         }
     }
 
+    /// A writer that continues an export whose start (with the CSV header) was already written.
+    pub fn continuing(format: ExportFormat, out: W) -> Self {
+        ExportWriter {
+            header_written: true,
+            ..ExportWriter::new(format, out)
+        }
+    }
+
     /// Writes one message row (and, before the first row of a CSV, the header).
     pub fn write(&mut self, session: &SessionSummary, message: &Message) -> io::Result<()> {
-        let row = ExportRow::new(session, message);
-        match self.format {
-            ExportFormat::Jsonl => {
-                serde_json::to_writer(&mut self.out, &row)?;
-                self.out.write_all(b"\n")
+        let row = export_row(session, message);
+        self.write_header()?;
+        match &mut self.out {
+            Output::Jsonl(out) => {
+                serde_json::to_writer(&mut *out, &row)?;
+                out.write_all(b"\n")
             }
-            ExportFormat::Csv => {
-                self.write_header()?;
-                let seq = row.seq.to_string();
+            Output::Csv(out) => {
+                let time = |t: chrono::DateTime<chrono::Utc>| {
+                    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+                };
                 let cells = [
                     row.session_id,
                     row.interface,
                     row.visitor_id,
-                    &row.session_created_at,
+                    time(row.session_created_at),
                     row.message_id,
-                    &seq,
-                    row.role,
-                    row.status,
-                    &row.created_at,
+                    row.seq.to_string(),
+                    row.role.as_str().to_string(),
+                    row.status.as_str().to_string(),
+                    time(row.created_at),
                     row.text,
                 ];
-                write_csv_line(&mut self.out, &cells)
+                out.write_record(cells.iter().map(|cell| defuse_formula(cell).into_owned()))?;
+                Ok(())
             }
         }
     }
@@ -133,18 +138,23 @@ impl<W: Write> ExportWriter<W> {
     fn write_header(&mut self) -> io::Result<()> {
         if !self.header_written {
             self.header_written = true;
-            write_csv_line(&mut self.out, &COLUMNS)?;
+            if let Output::Csv(out) = &mut self.out {
+                out.write_record(COLUMNS)?;
+            }
         }
         Ok(())
     }
 
     /// Ends the export (a CSV without rows still gets its header) and returns the writer.
     pub fn finish(mut self) -> io::Result<W> {
-        if self.format == ExportFormat::Csv {
-            self.write_header()?;
+        self.write_header()?;
+        match self.out {
+            Output::Jsonl(mut out) => {
+                out.flush()?;
+                Ok(out)
+            }
+            Output::Csv(out) => out.into_inner().map_err(|err| err.into_error()),
         }
-        self.out.flush()?;
-        Ok(self.out)
     }
 }
 
@@ -161,27 +171,13 @@ where
     writer.finish()
 }
 
-/// One CSV record, CRLF-terminated. Fields holding a comma, quote or line break are quoted; a
-/// field a spreadsheet would run as a formula (`=`, `+`, `-`, `@` first) gets a leading `'`.
-fn write_csv_line<W: Write>(out: &mut W, cells: &[&str]) -> io::Result<()> {
-    for (i, cell) in cells.iter().enumerate() {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        let defused;
-        let cell = if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-            defused = format!("'{cell}");
-            defused.as_str()
-        } else {
-            cell
-        };
-        if cell.contains([',', '"', '\n', '\r']) {
-            write!(out, "\"{}\"", cell.replace('"', "\"\""))?;
-        } else {
-            out.write_all(cell.as_bytes())?;
-        }
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@` first) gets a leading `'`.
+fn defuse_formula(cell: &str) -> Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
     }
-    out.write_all(b"\r\n")
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::app::AppState;
+use crate::export::{ExportFormat, ExportWriter};
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminAuth, ApiPath, ApiQuery};
 use crate::store::{SessionFilter, SessionRow};
@@ -185,13 +186,6 @@ pub async fn delete(
     Ok(Json(DeletedId { deleted: row.id }))
 }
 
-/// The two export formats.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ExportFormat {
-    JsonLines,
-    Csv,
-}
-
 /// Where an export stream is.
 struct ExportCursor {
     state: Arc<AppState>,
@@ -215,7 +209,7 @@ pub async fn export(
     ApiQuery(query): ApiQuery<SessionQuery>,
 ) -> Result<Response, ApiError> {
     let format = match query.format.as_deref().unwrap_or("jsonl") {
-        "jsonl" => ExportFormat::JsonLines,
+        "jsonl" => ExportFormat::Jsonl,
         "csv" => ExportFormat::Csv,
         _ => {
             return Err(ApiError::bad_request(
@@ -231,10 +225,7 @@ pub async fn export(
         ));
     }
     let filter = query.filter(EXPORT_PAGE)?;
-    let (extension, content_type) = match format {
-        ExportFormat::JsonLines => ("jsonl", "application/x-ndjson; charset=utf-8"),
-        ExportFormat::Csv => ("csv", "text/csv; charset=utf-8"),
-    };
+    let (extension, content_type) = (format.extension(), format.content_type());
     let date = time_from_millis(state.relay.now()).format("%Y-%m-%d");
     let disposition = format!("attachment; filename=\"airlock-sessions-{date}.{extension}\"");
     let start = ExportCursor {
@@ -282,59 +273,18 @@ async fn export_page(at: &mut ExportCursor) -> anyhow::Result<Bytes> {
     }
     let ids: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
     let messages = at.state.store.messages_of_sessions(&ids).await?;
-    let rows = sessions
-        .iter()
-        .zip(messages)
-        .flat_map(|(session, (_, messages))| {
-            messages.into_iter().map(move |m| ExportRow {
-                session_id: session.id.clone(),
-                interface: session.interface_slug.clone(),
-                visitor_id: session.visitor_id.clone(),
-                session_created_at: time_from_millis(session.created_at),
-                message_id: m.id,
-                seq: m.seq,
-                role: m.role,
-                status: m.status,
-                created_at: m.created_at,
-                text: m.text,
-            })
-        });
-    let mut out = Vec::new();
-    match at.format {
-        ExportFormat::JsonLines => {
-            for row in rows {
-                serde_json::to_writer(&mut out, &row)?;
-                out.push(b'\n');
-            }
-        }
-        ExportFormat::Csv => {
-            let mut writer = csv::WriterBuilder::new()
-                .has_headers(false)
-                .from_writer(&mut out);
-            if !at.header_written {
-                // Written even when there is no row, so an empty export still names its columns.
-                writer.write_record(CSV_COLUMNS)?;
-                at.header_written = true;
-            }
-            for row in rows {
-                writer.serialize(row)?;
-            }
-            writer.flush()?;
+    // The CSV header goes with the first page, even when it has no row.
+    let mut writer = if at.header_written {
+        ExportWriter::continuing(at.format, Vec::new())
+    } else {
+        ExportWriter::new(at.format, Vec::new())
+    };
+    for (session, (_, messages)) in sessions.iter().zip(messages) {
+        let summary = session.to_summary();
+        for message in &messages {
+            writer.write(&summary, message)?;
         }
     }
-    Ok(Bytes::from(out))
+    at.header_written = true;
+    Ok(Bytes::from(writer.finish()?))
 }
-
-/// The CSV header: [`ExportRow`]'s fields in order.
-const CSV_COLUMNS: [&str; 10] = [
-    "session_id",
-    "interface",
-    "visitor_id",
-    "session_created_at",
-    "message_id",
-    "seq",
-    "role",
-    "status",
-    "created_at",
-    "text",
-];
