@@ -21,10 +21,7 @@ use airlock_shared::{Message, MessageStatus, Role};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
+use common::http::{SseReader, assert_error, http};
 
 /// Talks to one test bridge as an admin, a visitor or a connector.
 struct Client {
@@ -96,14 +93,6 @@ impl Client {
         assert_eq!(response.status(), StatusCode::OK);
         response.json::<ClaimResponse>().await.unwrap().items
     }
-}
-
-/// Asserts a response is the JSON error envelope with this status and code; returns the message.
-async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) -> String {
-    assert_eq!(response.status(), status, "for code {code}");
-    let body: Value = response.json().await.expect("a JSON body");
-    assert_eq!(body["error"]["code"], code, "{body}");
-    body["error"]["message"].as_str().unwrap().to_string()
 }
 
 fn clock(bridge: &TestBridge) -> Arc<ManualClock> {
@@ -687,14 +676,14 @@ async fn the_event_tail_shows_sessions_messages_and_admin_actions(bridge: TestBr
     let mut events = SseReader::new(response);
 
     let visitor = client.open_session(None).await;
-    let created = events.next_admin_event().await;
+    let created = next_admin_event(&mut events).await;
     assert!(
         matches!(&created, AdminEvent::Session { action, session_id, .. }
             if action == "created" && *session_id == visitor.session_id),
         "{created:?}"
     );
     client.send(&visitor, "Hello from the visitor").await;
-    let message = events.next_admin_event().await;
+    let message = next_admin_event(&mut events).await;
     assert!(
         matches!(&message, AdminEvent::Message { session_id, role: Role::User, snippet, .. }
             if *session_id == visitor.session_id && snippet == "Hello from the visitor"),
@@ -703,7 +692,7 @@ async fn the_event_tail_shows_sessions_messages_and_admin_actions(bridge: TestBr
     // A connector comes online, then gives up on the message.
     let key = bridge.connector_key("agent").await;
     let item = client.claim(&key).await.remove(0);
-    let online = events.next_admin_event().await;
+    let online = next_admin_event(&mut events).await;
     assert!(
         matches!(&online, AdminEvent::Connector { name, online: true, .. } if name == "agent"),
         "{online:?}"
@@ -715,7 +704,7 @@ async fn the_event_tail_shows_sessions_messages_and_admin_actions(bridge: TestBr
             json!({"error": "model down", "retry": false}),
         )
         .await;
-    let dead = events.next_admin_event().await;
+    let dead = next_admin_event(&mut events).await;
     assert!(
         matches!(&dead, AdminEvent::DeadLetter { message_id, error, .. }
             if *message_id == item.message.id && error == "model down"),
@@ -729,12 +718,12 @@ async fn the_event_tail_shows_sessions_messages_and_admin_actions(bridge: TestBr
         .send()
         .await
         .unwrap();
-    let audit = events.next_admin_event().await;
+    let audit = next_admin_event(&mut events).await;
     assert!(
         matches!(&audit, AdminEvent::Audit { entry } if entry.action == "session.end"),
         "{audit:?}"
     );
-    let ended = events.next_admin_event().await;
+    let ended = next_admin_event(&mut events).await;
     assert!(
         matches!(&ended, AdminEvent::Session { action, .. } if action == "ended"),
         "{ended:?}"
@@ -748,68 +737,15 @@ async fn the_event_tail_shows_sessions_messages_and_admin_actions(bridge: TestBr
     assert!(matches!(end, Ok(None)), "the stream ends");
 }
 
-/// One Server-Sent Event.
-#[derive(Debug, Clone)]
-struct SseEvent {
-    event: String,
-    data: String,
-}
-
-/// Reads SSE events from a streaming response body.
-struct SseReader {
-    body: std::pin::Pin<
-        Box<dyn futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>,
-    >,
-    buffer: String,
-}
-
-impl SseReader {
-    fn new(response: reqwest::Response) -> SseReader {
-        SseReader {
-            body: Box::pin(response.bytes_stream()),
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event (comments skipped), or `None` when the stream ended.
-    async fn next(&mut self) -> Option<SseEvent> {
-        use futures_util::StreamExt;
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = SseEvent {
-                    event: "message".into(),
-                    data: String::new(),
-                };
-                let mut data_lines = Vec::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        event.event = v.trim().to_string();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data_lines.push(v.strip_prefix(' ').unwrap_or(v).to_string());
-                    }
-                }
-                if data_lines.is_empty() {
-                    continue;
-                }
-                event.data = data_lines.join("\n");
-                return Some(event);
-            }
-            let chunk = self.body.next().await?.ok()?;
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-
-    /// The next admin event, checking that the SSE event name is its `type`.
-    async fn next_admin_event(&mut self) -> AdminEvent {
-        let event = tokio::time::timeout(Duration::from_secs(10), self.next())
-            .await
-            .expect("an event within 10 s")
-            .expect("the stream is open");
-        let parsed: Value = serde_json::from_str(&event.data).unwrap();
-        assert_eq!(parsed["type"], event.event.as_str());
-        serde_json::from_value(parsed).unwrap()
-    }
+/// The next admin event, checking that the SSE event name is its `type`.
+async fn next_admin_event(reader: &mut SseReader) -> AdminEvent {
+    let event = tokio::time::timeout(Duration::from_secs(10), reader.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("the stream is open");
+    let parsed: Value = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(parsed["type"], event.event.as_str());
+    serde_json::from_value(parsed).unwrap()
 }
 
 /// RFC 3339 times relative to the bridge's manual clock.

@@ -2,14 +2,13 @@
 //! updates and renames, duplicates, deletes with their sessions, drafts opened with preview
 //! tokens, embed snippets, and connectors scoped from the interface's side.
 
+mod common;
+
 use airlock_bridge::testing::TestBridge;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
+use common::http::http;
 
 /// An admin talking to one test bridge.
 struct Admin {

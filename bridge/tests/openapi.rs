@@ -1,16 +1,15 @@
 //! `/api/openapi.json` describes exactly the API the router serves: every documented operation
 //! is routed, and no route is added outside the documented `routes!` registrations.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use airlock_bridge::testing::TestBridge;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
+use common::http::http;
 
 async fn spec(bridge: &TestBridge) -> Value {
     let response = http()

@@ -13,10 +13,7 @@ use airlock_shared::{Message, MessageStatus, Role};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
+use common::http::{SseReader, assert_error, http};
 
 /// A visitor with an open session.
 struct Visitor {
@@ -314,19 +311,6 @@ async fn the_same_client_id_twice_stores_one_message() {
     assert_eq!(other_text.status(), StatusCode::CONFLICT);
     assert_eq!(visitor.poll(0, 0).await.messages.len(), 1);
     bridge.shutdown().await;
-}
-
-/// Asserts a response is the JSON error envelope with this status and code.
-async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) {
-    assert_eq!(response.status(), status, "for code {code}");
-    let body: Value = response.json().await.expect("a JSON body");
-    assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
 }
 
 #[tokio::test]
@@ -799,78 +783,21 @@ async fn health_and_readiness_answer() {
     bridge.shutdown().await;
 }
 
-/// One Server-Sent Event.
-#[derive(Debug, Clone)]
-struct SseEvent {
-    event: String,
-    id: Option<String>,
-    data: String,
-}
-
-/// Reads SSE events from a streaming response body.
-struct SseReader {
-    body: std::pin::Pin<
-        Box<dyn futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>,
-    >,
-    buffer: String,
-}
-
-impl SseReader {
-    fn new(response: reqwest::Response) -> SseReader {
-        SseReader {
-            body: Box::pin(response.bytes_stream()),
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event (comments skipped), or `None` when the stream ended.
-    async fn next(&mut self) -> Option<SseEvent> {
-        use futures_util::StreamExt;
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = SseEvent {
-                    event: "message".into(),
-                    id: None,
-                    data: String::new(),
-                };
-                let mut data_lines = Vec::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        event.event = v.trim().to_string();
-                    } else if let Some(v) = line.strip_prefix("id:") {
-                        event.id = Some(v.trim().to_string());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data_lines.push(v.strip_prefix(' ').unwrap_or(v).to_string());
-                    }
-                }
-                if data_lines.is_empty() {
-                    continue; // a keep-alive comment
-                }
-                event.data = data_lines.join("\n");
-                return Some(event);
-            }
-            let chunk = self.body.next().await?.ok()?;
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-
-    /// The next `message` event's message.
-    async fn next_message(&mut self) -> Message {
-        loop {
-            let event = tokio::time::timeout(Duration::from_secs(10), self.next())
-                .await
-                .expect("an event within 10 s")
-                .expect("the stream is open");
-            if event.event == "message" {
-                let message: Message = serde_json::from_str(&event.data).unwrap();
-                assert_eq!(
-                    event.id,
-                    Some(message.rev.to_string()),
-                    "the event id is the rev"
-                );
-                return message;
-            }
+/// The next `message` event's message.
+async fn next_message(reader: &mut SseReader) -> Message {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), reader.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream is open");
+        if event.event == "message" {
+            let message: Message = serde_json::from_str(&event.data).unwrap();
+            assert_eq!(
+                event.id,
+                Some(message.rev.to_string()),
+                "the event id is the rev"
+            );
+            return message;
         }
     }
 }
@@ -903,14 +830,14 @@ async fn the_event_stream_shows_each_change_at_once_and_resumes_after_the_last_e
     assert_eq!(status.data, r#"{"agent_online":false}"#);
 
     visitor.send("c-1", "hello").await;
-    let sent = events.next_message().await;
+    let sent = next_message(&mut events).await;
     assert_eq!(
         (sent.role, sent.status),
         (Role::User, MessageStatus::Queued)
     );
 
     let item = connector.claim(5).await.items.remove(0);
-    let processing = events.next_message().await;
+    let processing = next_message(&mut events).await;
     assert_eq!(
         (processing.id.as_str(), processing.status),
         (sent.id.as_str(), MessageStatus::Processing)
@@ -919,7 +846,7 @@ async fn the_event_stream_shows_each_change_at_once_and_resumes_after_the_last_e
     connector
         .call(&stream, json!({"text_delta": "**Hi** "}))
         .await;
-    let first = events.next_message().await;
+    let first = next_message(&mut events).await;
     assert_eq!(
         (first.role, first.status, first.text.as_str()),
         (Role::Assistant, MessageStatus::Streaming, "**Hi** ")
@@ -927,7 +854,7 @@ async fn the_event_stream_shows_each_change_at_once_and_resumes_after_the_last_e
     connector
         .call(&stream, json!({"text_delta": "there"}))
         .await;
-    let grown = events.next_message().await;
+    let grown = next_message(&mut events).await;
     assert_eq!(grown.text, "**Hi** there");
     assert_eq!(
         grown.html.as_deref(),
@@ -939,12 +866,12 @@ async fn the_event_stream_shows_each_change_at_once_and_resumes_after_the_last_e
             json!({"text": "**Hi** there!"}),
         )
         .await;
-    let done = events.next_message().await;
+    let done = next_message(&mut events).await;
     assert_eq!(
         (done.id.as_str(), done.status),
         (first.id.as_str(), MessageStatus::Complete)
     );
-    let answered = events.next_message().await;
+    let answered = next_message(&mut events).await;
     assert_eq!(
         (answered.id.as_str(), answered.status),
         (sent.id.as_str(), MessageStatus::Answered)
@@ -956,7 +883,7 @@ async fn the_event_stream_shows_each_change_at_once_and_resumes_after_the_last_e
     let mut resumed = SseReader::new(open_events(&visitor, Some(first.rev)).await);
     let mut revs = Vec::new();
     while revs.len() < 2 {
-        let m = resumed.next_message().await;
+        let m = next_message(&mut resumed).await;
         revs.push((m.id, m.rev));
     }
     assert_eq!(

@@ -66,16 +66,15 @@ async fn main() -> anyhow::Result<()> {
     let connector_stop = CancellationToken::new();
     let connector_task = tokio::spawn(airlock_connector::run(connector, connector_stop.clone()));
 
-    let page = format!(
-        "{}/c/demo",
-        demo.bridge.public_url(loopback(bridge.local_addr))
-    );
+    let base = demo.bridge.public_url(loopback(bridge.local_addr));
+    let page = format!("{base}/c/demo");
     if let Some(admin_key) = &bridge.first_run.generated_admin_key {
         println!("Admin key (shown only now; store it safely): {admin_key}");
     }
     println!();
     println!("  Airlock demo is running: bridge, connector and echo agent.");
     println!("  Open {page}");
+    println!("  Admin page: {base}/admin (sign in with the admin key)");
     println!();
     println!("  Database: {}", demo.bridge.database_url_for_display());
     println!("  Press Ctrl-C to stop.");
