@@ -3,6 +3,7 @@
 //! `AIRLOCK_TEST_POSTGRES_URL` is set, on PostgreSQL. The bridge's clock is manual, so latencies
 //! and periods are exact.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -767,35 +768,6 @@ impl ClockExt for ManualClock {
         // `Z`, not `+00:00`: a `+` in a query string would read as a space.
         at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     }
-}
-
-/// Runs every case on SQLite and on PostgreSQL (when configured), with a manual clock.
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::$case(TestBridge::start_with_manual_clock().await).await;
-                }
-            )*
-            use super::TestBridge;
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let Some(db) = super::common::TestDb::postgres(StoreOptions::default()).await
-                    else {
-                        return;
-                    };
-                    let clock = Some(Arc::new(ManualClock::new()));
-                    super::$case(TestBridge::start_on(db.store.clone(), clock, None).await).await;
-                }
-            )*
-            use super::{Arc, ManualClock, StoreOptions, TestBridge};
-        }
-    };
 }
 
 on_both_backends!(

@@ -2,8 +2,13 @@
 //! updates and renames, duplicates, deletes with their sessions, drafts opened with preview
 //! tokens, embed snippets, and connectors scoped from the interface's side.
 
+#[macro_use]
 mod common;
 
+use std::sync::Arc;
+
+use airlock_bridge::clock::ManualClock;
+use airlock_bridge::store::StoreOptions;
 use airlock_bridge::testing::TestBridge;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -101,9 +106,7 @@ fn everything() -> Value {
     })
 }
 
-#[tokio::test]
-async fn an_interface_is_created_with_every_field_and_read_back() {
-    let bridge = TestBridge::start().await;
+async fn an_interface_is_created_with_every_field_and_read_back(bridge: TestBridge) {
     let admin = Admin::new(&bridge);
     let (status, created) = admin.create(everything()).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -156,9 +159,7 @@ async fn an_interface_is_created_with_every_field_and_read_back() {
     assert_eq!(slugs, ["demo", "help-desk", "plain"]);
 }
 
-#[tokio::test]
-async fn each_invalid_field_is_refused_with_its_name() {
-    let bridge = TestBridge::start().await;
+async fn each_invalid_field_is_refused_with_its_name(bridge: TestBridge) {
     let admin = Admin::new(&bridge);
     let cases: Vec<(&str, Value)> = vec![
         ("slug", json!({"slug": "admin"})),
@@ -232,9 +233,7 @@ async fn each_invalid_field_is_refused_with_its_name() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn patch_changes_only_the_fields_present_and_renames() {
-    let bridge = TestBridge::start().await;
+async fn patch_changes_only_the_fields_present_and_renames(bridge: TestBridge) {
     let admin = Admin::new(&bridge);
     admin.create(everything()).await;
 
@@ -288,9 +287,7 @@ async fn patch_changes_only_the_fields_present_and_renames() {
     );
 }
 
-#[tokio::test]
-async fn duplicate_makes_a_draft_copy_under_a_new_slug() {
-    let bridge = TestBridge::start().await;
+async fn duplicate_makes_a_draft_copy_under_a_new_slug(bridge: TestBridge) {
     let admin = Admin::new(&bridge);
     admin.create(everything()).await;
     admin
@@ -332,9 +329,7 @@ async fn duplicate_makes_a_draft_copy_under_a_new_slug() {
     );
 }
 
-#[tokio::test]
-async fn delete_takes_the_sessions_with_it_and_says_how_many() {
-    let bridge = TestBridge::start().await;
+async fn delete_takes_the_sessions_with_it_and_says_how_many(bridge: TestBridge) {
     let admin = Admin::new(&bridge);
     for _ in 0..2 {
         let response = http()
@@ -362,9 +357,7 @@ async fn delete_takes_the_sessions_with_it_and_says_how_many() {
     );
 }
 
-#[tokio::test]
-async fn a_draft_is_hidden_except_with_a_valid_preview_token() {
-    let bridge = TestBridge::start_with_manual_clock().await;
+async fn a_draft_is_hidden_except_with_a_valid_preview_token(bridge: TestBridge) {
     let admin = Admin::new(&bridge);
     admin.create(everything()).await;
     assert_eq!(
@@ -461,9 +454,7 @@ async fn a_draft_is_hidden_except_with_a_valid_preview_token() {
     );
 }
 
-#[tokio::test]
-async fn embed_snippets_point_at_the_bridge() {
-    let bridge = TestBridge::start().await;
+async fn embed_snippets_point_at_the_bridge(bridge: TestBridge) {
     let admin = Admin::new(&bridge);
     let (_, demo) = admin.call(Method::GET, "/interfaces/demo", None).await;
     let embed = &demo["embed"];
@@ -505,9 +496,7 @@ async fn embed_snippets_point_at_the_bridge() {
     );
 }
 
-#[tokio::test]
-async fn an_interface_listing_connectors_is_served_only_by_them() {
-    let bridge = TestBridge::start().await;
+async fn an_interface_listing_connectors_is_served_only_by_them(bridge: TestBridge) {
     let admin = Admin::new(&bridge);
     let (_, first) = admin
         .call(Method::POST, "/connectors", Some(json!({"name": "first"})))
@@ -606,3 +595,14 @@ async fn an_interface_listing_connectors_is_served_only_by_them() {
     let (_, cleared) = admin.patch("demo", json!({"connectors": []})).await;
     assert_eq!(cleared["connectors"], json!([]));
 }
+
+on_both_backends!(
+    an_interface_is_created_with_every_field_and_read_back,
+    each_invalid_field_is_refused_with_its_name,
+    patch_changes_only_the_fields_present_and_renames,
+    duplicate_makes_a_draft_copy_under_a_new_slug,
+    delete_takes_the_sessions_with_it_and_says_how_many,
+    a_draft_is_hidden_except_with_a_valid_preview_token,
+    embed_snippets_point_at_the_bridge,
+    an_interface_listing_connectors_is_served_only_by_them,
+);

@@ -8,6 +8,37 @@
 
 pub mod http;
 
+/// Runs every case — an `async fn(TestBridge)` — on SQLite and on PostgreSQL (when configured),
+/// with a manual clock. The test file imports `Arc`, `ManualClock`, `StoreOptions` and `TestBridge`.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(TestBridge::start_with_manual_clock().await).await;
+                }
+            )*
+            use super::TestBridge;
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(db) = super::common::TestDb::postgres(StoreOptions::default()).await
+                    else {
+                        return;
+                    };
+                    let clock = Some(Arc::new(ManualClock::new()));
+                    super::$case(TestBridge::start_on(db.store.clone(), clock, None).await).await;
+                }
+            )*
+            use super::{Arc, ManualClock, StoreOptions, TestBridge};
+        }
+    };
+}
+
 use std::io::Write;
 use std::sync::Once;
 
