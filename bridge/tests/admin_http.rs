@@ -14,7 +14,8 @@ use airlock_bridge::store::{NewSession, StoreOptions};
 use airlock_bridge::testing::TestBridge;
 use airlock_bridge::tokens::{hash_secret, new_id};
 use airlock_shared::admin::{
-    AdminEvent, Connector, DeadLetter, ExportRow, List, SessionPage, SessionSummary, Stats,
+    AdminEvent, AuditEntry, AuditPage, Connector, DeadLetter, ExportRow, List, SessionPage,
+    SessionSummary, Stats,
 };
 use airlock_shared::connector::{ClaimResponse, ClaimedItem};
 use airlock_shared::visitor::SessionCreated;
@@ -770,6 +771,85 @@ impl ClockExt for ManualClock {
     }
 }
 
+async fn the_audit_log_pages_newest_first_and_names_the_key(bridge: TestBridge) {
+    let client = Client::new(&bridge);
+    let clock = clock(&bridge);
+    // Five actions, a second apart, plus one at the same instant as the last.
+    for (i, action) in ["unpublish", "publish", "unpublish", "publish", "unpublish"]
+        .iter()
+        .enumerate()
+    {
+        if i > 0 {
+            clock.advance_ms(1_000);
+        }
+        let response = client
+            .admin(Method::POST, &format!("interfaces/demo/{action}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let response = client
+        .admin(Method::POST, "connectors")
+        .json(&json!({"name": "audited"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    let mut seen: Vec<AuditEntry> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("audit?limit=2&cursor={c}"),
+            None => "audit?limit=2".to_string(),
+        };
+        let page: AuditPage = client.admin_json(Method::GET, &path).await;
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    // Newest first; the two entries of the same millisecond come in either order (ties are broken
+    // by id, which keeps paging exact but says nothing about which came first).
+    let mut newest_two: Vec<&str> = seen[..2].iter().map(|e| e.action.as_str()).collect();
+    newest_two.sort_unstable();
+    assert_eq!(newest_two, ["connector.create", "interface.unpublish"]);
+    let older: Vec<&str> = seen[2..].iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        older,
+        [
+            "interface.publish",
+            "interface.unpublish",
+            "interface.publish",
+            "interface.unpublish",
+        ],
+        "every entry once across pages"
+    );
+    let mut ids: Vec<&str> = seen.iter().map(|e| e.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+    assert!(seen.windows(2).all(|w| w[0].at >= w[1].at));
+    assert!(seen.iter().all(|e| e.actor == "configured admin key"));
+    let created = seen
+        .iter()
+        .find(|e| e.action == "connector.create")
+        .unwrap();
+    assert_eq!(created.detail.as_ref().unwrap()["name"], "audited");
+    assert_eq!(seen[2].target, "demo");
+
+    let bad = client
+        .admin(Method::GET, "audit?cursor=not-a-cursor")
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad, StatusCode::BAD_REQUEST, "invalid_cursor").await;
+    bridge.shutdown().await;
+}
+
 on_both_backends!(
     admins_need_the_admin_key,
     sessions_are_searched_paged_ended_and_deleted,
@@ -779,4 +859,5 @@ on_both_backends!(
     dead_letters_are_retried_and_discarded,
     stats_count_a_known_day,
     the_event_tail_shows_sessions_messages_and_admin_actions,
+    the_audit_log_pages_newest_first_and_names_the_key,
 );
