@@ -625,7 +625,9 @@
       body,
       m.attachments?.length
         ? h('ul', { class: 'files', 'aria-label': 'Attachments' },
-            m.attachments.map((a) => h('li', {}, `${a.filename} — ${a.content_type}, ${size(a.size)}`)))
+            m.attachments.map((a) => h('li', {}, `${a.filename} — ${a.content_type}, ${size(a.size)} `,
+              h('button', { type: 'button', 'aria-label': `Download ${a.filename}`,
+                onclick: () => download(`/attachments/${enc(a.id)}`, a.filename) }, 'Download'))))
         : null,
       m.error ? h('p', { class: 'error' }, m.error) : null);
   }

@@ -113,6 +113,7 @@ async fn admins_need_the_admin_key(bridge: TestBridge) {
         (Method::DELETE, "dead-letters/msg_x"),
         (Method::GET, "stats"),
         (Method::GET, "events"),
+        (Method::GET, "attachments/att_x"),
     ] {
         let anonymous = client
             .http

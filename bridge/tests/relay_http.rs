@@ -1138,6 +1138,8 @@ async fn upload(
         .unwrap()
 }
 
+/// Uploads are checked, stored, sent with a message, and served only as downloads: to the
+/// connector of the interface and to admins.
 async fn attachments_are_checked_stored_and_delivered_only_to_the_connector(bridge: TestBridge) {
     let http = http();
     let created = http
@@ -1317,6 +1319,52 @@ async fn attachments_are_checked_stored_and_delivered_only_to_the_connector(brid
         .await
         .unwrap();
     assert_error(foreign, StatusCode::NOT_FOUND, "attachment_not_found").await;
+
+    // Admins reading the transcript download it the same way: as an attachment, never inline.
+    let for_admin = http
+        .get(format!("{}/api/v1/admin/attachments/{id}", bridge.url))
+        .bearer_auth(&bridge.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(for_admin.status(), StatusCode::OK);
+    assert_eq!(for_admin.headers()["content-type"], "image/png");
+    assert!(
+        for_admin.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; ")
+    );
+    assert_eq!(for_admin.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        for_admin.bytes().await.unwrap().as_ref(),
+        png_bytes().as_slice()
+    );
+    for (key, status, code) in [
+        (
+            bridge.admin_key.as_str(),
+            StatusCode::NOT_FOUND,
+            "attachment_not_found",
+        ),
+        (
+            visitor.session.session_token.as_str(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_key",
+        ),
+    ] {
+        let target = if status == StatusCode::NOT_FOUND {
+            "att_nope"
+        } else {
+            id.as_str()
+        };
+        let refused = http
+            .get(format!("{}/api/v1/admin/attachments/{target}", bridge.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_error(refused, status, code).await;
+    }
     bridge.shutdown().await;
 }
 

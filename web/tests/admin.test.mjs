@@ -2,7 +2,8 @@
 // key (and its CSP), a visitor's session showing up live in the session list while they chat, the
 // CSV export, its transcript (visitor markup shown as text), editing an interface and seeing the
 // preview change, publishing it for visitors, the running connector shown online, the phone
-// layout and stats charts, dead letters retried and discarded, and the audit log.
+// layout and stats charts, dead letters retried and discarded, the audit log, and downloading a
+// file a visitor attached.
 
 import assert from 'node:assert/strict';
 import { before } from 'node:test';
@@ -428,4 +429,40 @@ journey('an interface is duplicated as a draft, and deleted only after its slug 
   assert.equal(await page.locator(`tr[data-slug="${slug}"]`).count(), 1, 'the original stays');
   const gone = await fetch(`${BRIDGE}/api/v1/admin/interfaces/${slug}-b`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
   assert.equal(gone.status, 404);
+});
+
+journey('a file a visitor attached is downloaded from the transcript, with its name and bytes', async ({ open }) => {
+  // The visitor's side over the visitor API: a session on `files` (uploads on), a PNG, a message.
+  const png = Buffer.concat([Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000', 'hex'), Buffer.alloc(48)]);
+  const session = await (await fetch(`${BRIDGE}/api/v1/interfaces/files/sessions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}',
+  })).json();
+  const auth = { authorization: `Bearer ${session.session_token}` };
+  const form = new FormData();
+  form.append('file', new Blob([png], { type: 'image/png' }), 'receipt.png');
+  const uploaded = await fetch(`${BRIDGE}/api/v1/sessions/${session.session_id}/attachments`, { method: 'POST', headers: auth, body: form });
+  assert.equal(uploaded.status, 201);
+  const { attachment } = await uploaded.json();
+  const sent = await fetch(`${BRIDGE}/api/v1/sessions/${session.session_id}/messages`, {
+    method: 'POST', headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify({ client_id: 'with-receipt', text: 'my receipt', attachments: [attachment.id] }),
+  });
+  assert.equal(sent.status, 202);
+
+  const page = await open();
+  await signIn(page, `#/sessions/${session.session_id}`);
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Download receipt.png' }).click(),
+  ]);
+  assert.equal(download.suggestedFilename(), 'receipt.png');
+  const bytes = await new Promise((resolve, reject) => {
+    download.createReadStream().then((stream) => {
+      const chunks = [];
+      stream.on('data', (chunk) => chunks.push(chunk));
+      stream.on('end', () => resolve(Buffer.concat(chunks)));
+      stream.on('error', reject);
+    }, reject);
+  });
+  assert.deepEqual(bytes, png, 'the admin gets exactly the bytes the visitor sent');
 });

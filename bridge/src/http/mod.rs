@@ -6,6 +6,7 @@ pub mod admin;
 pub mod connector;
 pub mod error;
 pub mod extract;
+mod files;
 pub mod pages;
 pub mod public;
 

@@ -2,6 +2,7 @@
 //! stats, the audit log and a live tail of events. One module per resource; every change an
 //! admin makes is recorded with [`audit`].
 
+mod attachments;
 mod audit_log;
 mod connectors;
 mod dead_letters;
@@ -45,6 +46,7 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(dead_letters::retry))
         .routes(routes!(stats::get))
         .routes(routes!(events::stream))
+        .routes(routes!(attachments::download))
         .routes(routes!(audit_log::list))
 }
 
