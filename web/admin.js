@@ -1306,6 +1306,8 @@
       empty.hidden = body.children.length > 0;
     };
     more.addEventListener('click', () => load(true).catch(failed));
+    // Live: a new action (by anyone, on this bridge) reloads the newest page.
+    onLive(['audit', 'reconnected', 'lagged'], debounce(() => load(false).catch(failed), 200));
     await load(false);
     return h('section', {},
       h('h1', {}, 'Audit log'),

@@ -401,6 +401,10 @@ journey('markup a visitor typed is shown as text in the transcript, never run', 
   await page.getByRole('link', { name: 'Audit log' }).click();
   await page.getByRole('heading', { name: 'Audit log' }).waitFor();
   await until('an interface.create entry', async () => (await page.locator('main tbody').textContent()).includes('interface.create'));
+  // It updates live: an action taken elsewhere (here over the API) appears without a reload.
+  const audited = `audit-${Date.now().toString(36)}`;
+  await adminCall('POST', '/interfaces', { slug: audited, title: 'Audited' });
+  await until('the new action in the open audit log', async () => (await page.locator('main tbody').textContent()).includes(audited));
 });
 
 journey('an interface is duplicated as a draft, and deleted only after its slug is typed', async ({ open }) => {
