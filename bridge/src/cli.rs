@@ -657,25 +657,16 @@ async fn export(
     let mut writer = ExportWriter::new(format, out);
     let mut filter = SessionFilter {
         interface_slug: interface,
-        limit: 200,
+        limit: crate::export::EXPORT_PAGE,
         ..SessionFilter::default()
     };
     let (mut sessions, mut messages) = (0u64, 0u64);
     loop {
-        let page = store.list_sessions(&filter).await?;
-        for session in &page {
-            let summary = session.to_summary();
-            for message in store.transcript(&session.id).await? {
-                writer.write(&summary, &message)?;
-                messages += 1;
-            }
-            sessions += 1;
-        }
-        match page.last() {
-            Some(last) if page.len() == filter.limit as usize => {
-                filter.before = Some((last.last_activity_at, last.id.clone()));
-            }
-            _ => break,
+        let page = crate::export::write_page(store, &mut filter, &mut writer).await?;
+        sessions += page.sessions;
+        messages += page.messages;
+        if !page.more {
+            break;
         }
     }
     writer.finish()?;

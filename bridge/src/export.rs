@@ -9,6 +9,8 @@ use airlock_shared::Message;
 use airlock_shared::admin::{ExportRow, SessionSummary};
 use chrono::SecondsFormat;
 
+use crate::store::{SessionFilter, Store};
+
 /// The export's columns, in order (the CSV header and the JSON keys).
 pub const COLUMNS: [&str; 10] = [
     "session_id",
@@ -169,6 +171,46 @@ where
         writer.write(session, message)?;
     }
     writer.finish()
+}
+
+/// Sessions read per database round trip while exporting.
+pub const EXPORT_PAGE: u32 = 200;
+
+/// What one page of an export wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageWritten {
+    pub sessions: u64,
+    pub messages: u64,
+    /// Whether another page may follow (this one was full).
+    pub more: bool,
+}
+
+/// Writes the next page of sessions matching `filter` (at most `filter.limit`, newest activity
+/// first) with all their messages, read in one query, and moves `filter`'s cursor past them.
+/// The CLI and the HTTP export both page through an export with this.
+pub async fn write_page<W: Write>(
+    store: &Store,
+    filter: &mut SessionFilter,
+    writer: &mut ExportWriter<W>,
+) -> anyhow::Result<PageWritten> {
+    let sessions = store.list_sessions(filter).await?;
+    let ids: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
+    let mut written = PageWritten {
+        sessions: sessions.len() as u64,
+        messages: 0,
+        more: sessions.len() == filter.limit as usize,
+    };
+    for (session, (_, messages)) in sessions.iter().zip(store.messages_of_sessions(&ids).await?) {
+        let summary = session.to_summary();
+        for message in &messages {
+            writer.write(&summary, message)?;
+        }
+        written.messages += messages.len() as u64;
+    }
+    if let Some(last) = sessions.last() {
+        filter.before = Some((last.last_activity_at, last.id.clone()));
+    }
+    Ok(written)
 }
 
 /// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@` first) gets a leading `'`.

@@ -5,7 +5,7 @@ use airlock_shared::time_from_millis;
 use airlock_shared::visitor::{Appearance, Launcher, SuggestedPrompt, Uploads};
 use serde::{Deserialize, Serialize};
 
-use super::{Result, Store, StoreError, is_unique_violation};
+use super::{Result, Store, StoreError, Tx, is_unique_violation};
 use crate::tokens::new_id;
 
 /// The branding and behaviour of an interface, stored as JSON so it can grow without migrations.
@@ -391,8 +391,6 @@ impl Store {
 
 /// Writes the `interface_connectors` rows of an interface; an unknown connector id is
 /// [`StoreError::NotFound`].
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
-
 async fn set_interface_connectors(
     tx: &mut Tx,
     interface_id: &str,

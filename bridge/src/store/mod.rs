@@ -33,6 +33,9 @@ use airlock_shared::{Message, MessageStatus, Role, time_from_millis};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
+/// A write transaction on either backend (see [`Store::begin`]).
+type Tx = Transaction<'static, Any>;
+
 /// Which database engine a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -222,7 +225,7 @@ impl Store {
     /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),
     /// so a transaction that reads before it writes can never fail half-way on a lock upgrade when
     /// another process (a CLI command) writes too.
-    async fn begin(&self) -> Result<Transaction<'static, Any>> {
+    async fn begin(&self) -> Result<Tx> {
         Ok(match self.backend {
             Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.write.begin().await?,

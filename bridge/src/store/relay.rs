@@ -14,8 +14,8 @@ use airlock_shared::connector::{ClaimedItem, FailOutcome, SessionContext};
 use airlock_shared::{Message, time_from_millis};
 
 use super::{
-    Backend, ConnectorRow, InterfaceConfig, MessageRow, Result, Store, StoreError, message_columns,
-    message_in_tx, next_rev,
+    Backend, ConnectorRow, InterfaceConfig, MessageRow, Result, Store, StoreError, Tx,
+    message_columns, message_in_tx, next_rev,
 };
 use crate::tokens::new_id;
 
@@ -91,8 +91,6 @@ fn retry_delay_ms(attempts: i64) -> i64 {
     let doublings = (attempts - 1).clamp(0, 16) as u32;
     (RETRY_BASE_MS << doublings).min(RETRY_CAP_MS)
 }
-
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// Claimable items: queued and due, or leased with the lease run out; only the oldest unfinished
 /// item of each session (per-session FIFO); only interfaces the connector may serve: the ones the

@@ -17,13 +17,10 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::app::AppState;
-use crate::export::{ExportFormat, ExportWriter};
+use crate::export::{self, EXPORT_PAGE, ExportFormat, ExportWriter};
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminAuth, ApiPath, ApiQuery};
 use crate::store::{SessionFilter, SessionRow};
-
-/// Sessions read per database round trip while exporting.
-const EXPORT_PAGE: u32 = 200;
 
 /// The filters shared by the list and the export.
 #[derive(Deserialize, IntoParams)]
@@ -264,27 +261,14 @@ async fn next_export_chunk(
 }
 
 async fn export_page(at: &mut ExportCursor) -> anyhow::Result<Bytes> {
-    let sessions = at.state.store.list_sessions(&at.filter).await?;
-    if sessions.len() < at.filter.limit as usize {
-        at.done = true;
-    }
-    if let Some(last) = sessions.last() {
-        at.filter.before = Some((last.last_activity_at, last.id.clone()));
-    }
-    let ids: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
-    let messages = at.state.store.messages_of_sessions(&ids).await?;
     // The CSV header goes with the first page, even when it has no row.
     let mut writer = if at.header_written {
         ExportWriter::continuing(at.format, Vec::new())
     } else {
         ExportWriter::new(at.format, Vec::new())
     };
-    for (session, (_, messages)) in sessions.iter().zip(messages) {
-        let summary = session.to_summary();
-        for message in &messages {
-            writer.write(&summary, message)?;
-        }
-    }
+    let page = export::write_page(&at.state.store, &mut at.filter, &mut writer).await?;
+    at.done = !page.more;
     at.header_written = true;
     Ok(Bytes::from(writer.finish()?))
 }
