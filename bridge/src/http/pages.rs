@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
+use super::public::PreviewQuery;
 use crate::app::AppState;
 use crate::validate;
 
@@ -132,24 +133,20 @@ async fn admin_page() -> Response {
 #[utoipa::path(get, path = "/admin.js", tag = "pages", summary = "The admin page's script",
     responses((status = 200, content_type = "application/javascript", description = "JavaScript")))]
 async fn admin_js() -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/javascript; charset=utf-8",
-        )],
-        admin_asset_headers(),
-        ADMIN_JS,
-    )
-        .into_response()
+    admin_asset("application/javascript; charset=utf-8", ADMIN_JS)
 }
 
 #[utoipa::path(get, path = "/admin.css", tag = "pages", summary = "The admin page's styles",
     responses((status = 200, content_type = "text/css", description = "CSS")))]
 async fn admin_css() -> Response {
+    admin_asset("text/css; charset=utf-8", ADMIN_CSS)
+}
+
+fn admin_asset(content_type: &'static str, body: &'static str) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        [(header::CONTENT_TYPE, content_type)],
         admin_asset_headers(),
-        ADMIN_CSS,
+        body,
     )
         .into_response()
 }
@@ -186,13 +183,6 @@ async fn preview_page(
         HeaderValue::from_static("no-referrer"),
     );
     Ok(response)
-}
-
-#[derive(serde::Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-struct PreviewQuery {
-    /// A preview token from `POST /api/v1/admin/interfaces/{slug}/preview`
-    preview: Option<String>,
 }
 
 /// A token made only of URL-safe characters can go into an HTML attribute as it is.

@@ -45,10 +45,13 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         )))
 }
 
-/// A preview token, from the `X-Airlock-Preview` header or the `?preview=` query parameter.
-#[derive(Debug, Default, Deserialize)]
-struct PreviewQuery {
-    preview: Option<String>,
+/// A preview token in the query string (`?preview=`); the visitor API also takes it in the
+/// `X-Airlock-Preview` header, the pages only here.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PreviewQuery {
+    /// A preview token from `POST /api/v1/admin/interfaces/{slug}/preview`
+    pub preview: Option<String>,
 }
 
 /// The header carrying a preview token (see [`crate::preview`]).
@@ -102,7 +105,7 @@ async fn session_interface(state: &AppState, interface_id: &str) -> Result<Inter
 
 #[utoipa::path(get, path = "/interfaces/{slug}", tag = "visitor",
     summary = "A published chat interface's public configuration",
-    params(("slug" = String, Path, description = "The interface's slug")),
+    params(("slug" = String, Path, description = "The interface's slug"), PreviewQuery),
     responses((status = 200, body = PublicInterface), (status = 404, body = ErrorEnvelope)))]
 async fn interface_config(
     State(state): State<Arc<AppState>>,
@@ -142,7 +145,7 @@ fn header(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<String> {
 
 #[utoipa::path(post, path = "/interfaces/{slug}/sessions", tag = "visitor",
     summary = "Start a session, or resume one with its resume token",
-    params(("slug" = String, Path, description = "The interface's slug")),
+    params(("slug" = String, Path, description = "The interface's slug"), PreviewQuery),
     request_body = CreateSession,
     responses((status = 201, body = SessionCreated), (status = 200, description = "Resumed", body = SessionCreated),
         (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
