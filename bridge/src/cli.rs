@@ -38,9 +38,7 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             let key = manage::create_admin_key(&store, &name, now)
                 .await
                 .map_err(explain)?;
-            store
-                .record_audit(ACTOR, "admin_key.create", &name, None, now)
-                .await?;
+            audit(&store, "admin_key.create", &name, None, now).await?;
             println!("Admin key (shown only now; store it safely):\n\n  {key}\n");
             Ok(())
         }
@@ -111,6 +109,7 @@ fn explain_for(slug: &str) -> impl FnOnce(ManageError) -> anyhow::Error + '_ {
     }
 }
 
+/// Records a CLI action in the audit log (actor `cli`).
 async fn audit(
     store: &Store,
     action: &str,
@@ -124,8 +123,7 @@ async fn audit(
     Ok(())
 }
 
-/// The agent options as API fields: `(session_timeout_mins, rate_limit, origins, connectors,
-/// system_prompt, agent_context)`, each `None` when not given.
+/// The agent options of `interface create|update` as API fields, each `None` when not given.
 struct AgentFields {
     session_timeout_mins: Option<u32>,
     rate_limit: Option<RateLimit>,
