@@ -34,14 +34,7 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             interface(&store, &base, cmd, now).await
         }
         Command::ConnectorKey(cmd) => connector_key(&store, config, cmd, now).await,
-        Command::AdminKey(AdminKeyCommand::Create { name }) => {
-            let key = manage::create_admin_key(&store, &name, now)
-                .await
-                .map_err(explain)?;
-            audit(&store, "admin_key.create", &name, None, now).await?;
-            println!("Admin key (shown only now; store it safely):\n\n  {key}\n");
-            Ok(())
-        }
+        Command::AdminKey(cmd) => admin_key(&store, config, cmd, now).await,
         Command::Sessions(cmd) => sessions(&store, cmd).await,
     };
     store.close().await;
@@ -539,6 +532,75 @@ async fn set_published(
         println!("Visitors can open it at {}", row.to_admin(base).embed.link);
     }
     Ok(())
+}
+
+async fn admin_key(
+    store: &Store,
+    config: &Config,
+    command: AdminKeyCommand,
+    now: i64,
+) -> anyhow::Result<()> {
+    match command {
+        AdminKeyCommand::Create { name } => {
+            let key = manage::create_admin_key(store, &name, now)
+                .await
+                .map_err(explain)?;
+            audit(store, "admin_key.create", &name, None, now).await?;
+            println!("Admin key (shown only now; store it safely):\n\n  {key}\n");
+            Ok(())
+        }
+        AdminKeyCommand::List { json } => {
+            let rows = store.list_admin_keys().await?;
+            if json {
+                let items: Vec<_> = rows
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "id": r.id,
+                            "name": r.name,
+                            "created_at": time_from_millis(r.created_at),
+                            "revoked_at": r.revoked_at.map(time_from_millis),
+                        })
+                    })
+                    .collect();
+                return print_json(&json!({ "items": items }));
+            }
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.clone(),
+                        r.name.clone(),
+                        when(r.created_at),
+                        r.revoked_at.map(when).unwrap_or_else(|| "live".into()),
+                    ]
+                })
+                .collect();
+            print_table(&["ID", "NAME", "CREATED", "REVOKED"], &table);
+            if config.admin_key.is_some() {
+                println!("(AIRLOCK_ADMIN_KEY is also accepted.)");
+            }
+            Ok(())
+        }
+        AdminKeyCommand::Revoke { id } => {
+            let keys = store.list_admin_keys().await?;
+            let live = keys.iter().filter(|r| r.revoked_at.is_none()).count();
+            let is_live = keys.iter().any(|r| r.id == id && r.revoked_at.is_none());
+            if !is_live {
+                bail!("no live admin key has the id `{id}`; see `airlock-bridge admin-key list`");
+            }
+            if live == 1 && config.admin_key.is_none() {
+                bail!(
+                    "`{id}` is the last admin key: revoking it would lock every admin out. \
+                     Create another first (`airlock-bridge admin-key create`)"
+                );
+            }
+            store.revoke_admin_key(&id, now).await?;
+            audit(store, "admin_key.revoke", &id, None, now).await?;
+            println!("Revoked admin key {id}; requests with it are refused from now on.");
+            Ok(())
+        }
+    }
 }
 
 async fn connector_key(

@@ -376,6 +376,16 @@ pub enum AdminKeyCommand {
         #[arg(long, default_value = "admin")]
         name: String,
     },
+    /// List admin keys (ids and names; keys themselves are never stored).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an admin key: requests with it are refused at once. Create the new key first.
+    Revoke {
+        /// The key's id, from `admin-key list`.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

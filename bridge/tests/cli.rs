@@ -569,3 +569,58 @@ fn sessions_export_writes_one_row_per_message() {
     assert!(!unknown.status.success());
     assert!(stderr(&unknown).contains("no interface is called `nope`"));
 }
+
+#[test]
+fn admin_keys_rotate_without_downtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let sessions = |key: &str| get(&format!("{}/api/v1/admin/sessions", server.url), Some(key)).0;
+    assert_eq!(sessions(&server.admin_key), 200);
+
+    // The generated key is the only one: revoking it would lock every admin out.
+    let listed = bridge(dir.path(), &["admin-key", "list", "--json"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let listed: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listed}");
+    assert!(
+        !listed.to_string().contains("alk_a_"),
+        "keys are never listed"
+    );
+    let old_id = items[0]["id"].as_str().unwrap().to_string();
+    let refused = bridge(dir.path(), &["admin-key", "revoke", &old_id]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("last admin key"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // A second key works beside the first; then the first is revoked and refused at once.
+    let created = bridge(dir.path(), &["admin-key", "create", "--name", "rotated"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let new_key = stdout(&created)
+        .split_whitespace()
+        .find(|w| w.starts_with("alk_a_"))
+        .unwrap()
+        .to_string();
+    assert_eq!(sessions(&new_key), 200);
+    assert_eq!(sessions(&server.admin_key), 200);
+    let revoked = bridge(dir.path(), &["admin-key", "revoke", &old_id]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    assert_eq!(sessions(&server.admin_key), 401);
+    assert_eq!(sessions(&new_key), 200);
+
+    let again = bridge(dir.path(), &["admin-key", "revoke", &old_id]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("no live admin key"),
+        "{}",
+        stderr(&again)
+    );
+    let table = stdout(&bridge(dir.path(), &["admin-key", "list"]));
+    assert!(
+        table.contains("rotated") && table.contains("live"),
+        "{table}"
+    );
+}

@@ -169,3 +169,14 @@ pub async fn method_not_allowed() -> ApiError {
         "This endpoint does not accept that method.",
     )
 }
+
+/// A handler that panicked: logged, and answered with the 500 envelope instead of a dropped
+/// connection, so a client (and the fuzz tests) sees a server error for what it is.
+pub fn panicked(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = cause
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| cause.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    ApiError::internal(anyhow::anyhow!("a request handler panicked: {detail}")).into_response()
+}

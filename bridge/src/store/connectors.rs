@@ -260,6 +260,28 @@ impl Store {
         .await?)
     }
 
+    /// Every stored admin key (never its hash), newest first.
+    pub async fn list_admin_keys(&self) -> Result<Vec<AdminKeyRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, created_at, revoked_at FROM admin_keys \
+             ORDER BY created_at DESC, id DESC",
+        )
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// Revokes a live admin key; `false` when no live key has that id.
+    pub async fn revoke_admin_key(&self, id: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE admin_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// How many live admin keys are stored.
     pub async fn count_admin_keys(&self) -> Result<i64> {
         Ok(
@@ -268,4 +290,13 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// A stored admin key, as operators list them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AdminKeyRow {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
 }

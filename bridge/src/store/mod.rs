@@ -19,7 +19,7 @@ mod sessions;
 mod stats;
 
 pub use attachments::{NewAttachment, StoredAttachment};
-pub use connectors::ConnectorRow;
+pub use connectors::{AdminKeyRow, ConnectorRow};
 pub use interfaces::{InterfaceConfig, InterfaceRow, NewInterface};
 pub use relay::{ClaimOutcome, DEFAULT_MAX_ATTEMPTS, DeadLettered, LeaseWrite};
 pub use sessions::{NewSession, SNIPPET_CHARS, SendOutcome, SessionFilter, SessionRow, snippet};
