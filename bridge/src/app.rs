@@ -11,8 +11,10 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::client_ip::TrustedProxies;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::limits::Limits;
 use crate::manage;
 use crate::relay::Relay;
 use crate::store::{Store, StoreError, redact_url};
@@ -35,6 +37,11 @@ pub struct AppState {
     pub admin_events: broadcast::Sender<AdminEvent>,
     /// `AIRLOCK_PUBLIC_URL`, for links the bridge hands out (embed snippets).
     pub public_url: Option<String>,
+    /// This replica's rate limiters.
+    pub limits: Limits,
+    /// `AIRLOCK_TRUSTED_PROXIES`: whose forwarding headers name the client (see
+    /// [`crate::client_ip`]).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl AppState {
@@ -66,6 +73,7 @@ pub struct Bridge {
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     reaper: JoinHandle<()>,
+    limits_janitor: JoinHandle<()>,
 }
 
 impl Bridge {
@@ -96,6 +104,8 @@ impl Bridge {
             max_message_chars: config.max_message_chars,
             admin_events,
             public_url: config.public_url.clone(),
+            limits: Limits::new(config),
+            trusted_proxies: config.trusted_proxies.clone(),
         });
         let local_addr = listener.local_addr()?;
         let app = crate::http::router(state.clone());
@@ -108,6 +118,7 @@ impl Bridge {
             .into_future(),
         );
         let reaper = tokio::spawn(relay.run_reaper());
+        let limits_janitor = tokio::spawn(forget_idle_limits(state.clone(), shutdown.clone()));
         Ok(Bridge {
             local_addr,
             state,
@@ -115,6 +126,7 @@ impl Bridge {
             shutdown,
             server,
             reaper,
+            limits_janitor,
         })
     }
 
@@ -136,9 +148,22 @@ impl Bridge {
         // However serving ended, stop the background work before closing the database.
         self.shutdown.cancel();
         let _ = self.reaper.await;
+        let _ = self.limits_janitor.await;
         self.state.store.close().await;
         served??;
         Ok(())
+    }
+}
+
+/// Keeps the rate limiters' memory to the recently active keys, until shutdown.
+async fn forget_idle_limits(state: Arc<AppState>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(crate::limits::FORGET_IDLE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => state.limits.forget_idle(),
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::client_ip::TrustedProxies;
 use crate::store::{SqliteSync, StoreOptions, sqlite_url};
 
 /// The public Airlock bridge: sessions, inbox, outbox, and the visitor, connector and admin APIs.
@@ -79,6 +80,55 @@ pub struct Config {
         global = true
     )]
     pub db_max_connections: u32,
+
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` headers name the client: a comma
+    /// list of IPs and CIDR ranges, e.g. `127.0.0.1,10.0.0.0/8`. Default: none (the socket peer
+    /// is the client).
+    #[arg(
+        long,
+        env = "AIRLOCK_TRUSTED_PROXIES",
+        default_value = "",
+        hide_default_value = true,
+        global = true
+    )]
+    pub trusted_proxies: TrustedProxies,
+
+    /// New visitor sessions one client address may start per minute (0: no limit).
+    #[arg(
+        long,
+        env = "AIRLOCK_SESSIONS_PER_IP_PER_MINUTE",
+        default_value_t = 20,
+        global = true
+    )]
+    pub sessions_per_ip_per_minute: u32,
+
+    /// Public reads one client address may make per minute: interface config, message polls,
+    /// event streams opened, uploads (0: no limit).
+    #[arg(
+        long,
+        env = "AIRLOCK_READS_PER_IP_PER_MINUTE",
+        default_value_t = 600,
+        global = true
+    )]
+    pub reads_per_ip_per_minute: u32,
+
+    /// Calls one connector key may make per minute (0: no limit).
+    #[arg(
+        long,
+        env = "AIRLOCK_CONNECTOR_CALLS_PER_MINUTE",
+        default_value_t = 6000,
+        global = true
+    )]
+    pub connector_calls_per_minute: u32,
+
+    /// Calls one admin key may make per minute (0: no limit).
+    #[arg(
+        long,
+        env = "AIRLOCK_ADMIN_CALLS_PER_MINUTE",
+        default_value_t = 600,
+        global = true
+    )]
+    pub admin_calls_per_minute: u32,
 }
 
 impl Config {

@@ -3,10 +3,12 @@
 
 pub mod app;
 pub mod cli;
+pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod export;
 pub mod http;
+pub mod limits;
 pub mod manage;
 pub mod preview;
 pub mod relay;

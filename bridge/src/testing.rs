@@ -27,11 +27,17 @@ pub struct TestBridge {
 impl TestBridge {
     /// A bridge on a fresh SQLite database with the wall clock.
     pub async fn start() -> TestBridge {
+        Self::start_with_config(Config::defaults()).await
+    }
+
+    /// A bridge on a fresh SQLite database with the wall clock and the given settings (rate
+    /// limits, trusted proxies, …); the admin key is set here.
+    pub async fn start_with_config(config: Config) -> TestBridge {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::connect(&sqlite_url(dir.path()), &StoreOptions::default())
             .await
             .expect("open SQLite");
-        Self::start_on(store, None, Some(dir)).await
+        Self::start_configured(store, None, Some(dir), config).await
     }
 
     /// A bridge on a fresh SQLite database whose clock moves only when the test says.
@@ -49,8 +55,17 @@ impl TestBridge {
         clock: Option<Arc<ManualClock>>,
         dir: Option<tempfile::TempDir>,
     ) -> TestBridge {
+        Self::start_configured(store, clock, dir, Config::defaults()).await
+    }
+
+    /// A bridge on the given store with the given settings; the admin key is set here.
+    pub async fn start_configured(
+        store: Store,
+        clock: Option<Arc<ManualClock>>,
+        dir: Option<tempfile::TempDir>,
+        mut config: Config,
+    ) -> TestBridge {
         let admin_key = crate::tokens::new_secret(crate::tokens::ADMIN_KEY_PREFIX);
-        let mut config = Config::defaults();
         config.admin_key = Some(admin_key.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let dyn_clock: Arc<dyn Clock> = match &clock {

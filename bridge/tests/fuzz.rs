@@ -216,7 +216,13 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 });
 
 async fn target() -> Target {
-    let bridge = TestBridge::start().await;
+    // Limits off: the generated requests must reach the parsers, not the rate limiter.
+    let mut config = airlock_bridge::Config::defaults();
+    config.sessions_per_ip_per_minute = 0;
+    config.reads_per_ip_per_minute = 0;
+    config.connector_calls_per_minute = 0;
+    config.admin_calls_per_minute = 0;
+    let bridge = TestBridge::start_with_config(config).await;
     let opened: Value = http()
         .post(format!("{}/api/v1/interfaces/demo/sessions", bridge.url))
         .json(&json!({}))

@@ -49,7 +49,12 @@ async fn the_widget_works_for_visitors_in_a_real_browser() {
     let _ = std::fs::remove_dir_all(&artifacts);
     std::fs::create_dir_all(&artifacts).expect("create target/browser-artifacts");
 
-    let bridge = TestBridge::start().await;
+    // Every page of the suite is a visitor at 127.0.0.1: per-address limits would take them
+    // all for one visitor starting dozens of chats.
+    let mut config = airlock_bridge::Config::defaults();
+    config.sessions_per_ip_per_minute = 0;
+    config.reads_per_ip_per_minute = 0;
+    let bridge = TestBridge::start_with_config(config).await;
     let http = http();
     create_interface(
         &http,

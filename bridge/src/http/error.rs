@@ -8,6 +8,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::limits::Limited;
 use crate::store::StoreError;
 
 /// An error answer.
@@ -18,6 +19,8 @@ pub struct ApiError {
     pub message: String,
     /// The underlying cause of a 5xx, for the log only.
     pub cause: Option<anyhow::Error>,
+    /// Seconds for the `Retry-After` header (set by [`ApiError::rate_limited`]).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -27,6 +30,7 @@ impl ApiError {
             code,
             message: message.into(),
             cause: None,
+            retry_after: None,
         }
     }
 
@@ -54,7 +58,29 @@ impl ApiError {
                       operator."
                 .into(),
             cause: Some(cause.into()),
+            retry_after: None,
         }
+    }
+
+    /// 429 `rate_limited` with `Retry-After: <secs>` (whole seconds, at least 1); the message
+    /// says what was exceeded and when to retry.
+    pub fn rate_limited(retry_after_secs: u64, reason: &str) -> Self {
+        let secs = retry_after_secs.max(1);
+        let unit = if secs == 1 { "second" } else { "seconds" };
+        ApiError {
+            retry_after: Some(secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("{reason} Try again in {secs} {unit}."),
+            )
+        }
+    }
+}
+
+impl From<Limited> for ApiError {
+    fn from(limited: Limited) -> Self {
+        ApiError::rate_limited(limited.retry_after_secs, &limited.reason)
     }
 }
 
@@ -71,6 +97,11 @@ impl IntoResponse for ApiError {
             Json(ErrorEnvelope::new(self.code, self.message)),
         )
             .into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

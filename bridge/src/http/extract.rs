@@ -69,7 +69,7 @@ pub async fn visitor_session(
     Ok(session)
 }
 
-/// A request authenticated with a live connector key.
+/// A request authenticated with a live connector key, within the key's rate limit.
 pub struct ConnectorAuth(pub ConnectorRow);
 
 impl FromRequestParts<Arc<AppState>> for ConnectorAuth {
@@ -95,12 +95,13 @@ impl FromRequestParts<Arc<AppState>> for ConnectorAuth {
                     "The connector key is not valid or was revoked.",
                 )
             })?;
+        state.limits.connector_call(&connector.id)?;
         Ok(ConnectorAuth(connector))
     }
 }
 
-/// A request authenticated with an admin key (the configured one or a stored one); `actor` names
-/// the key for the audit log.
+/// A request authenticated with an admin key (the configured one or a stored one), within the
+/// key's rate limit; `actor` names the key for the audit log.
 pub struct AdminAuth {
     pub actor: String,
 }
@@ -118,23 +119,24 @@ impl FromRequestParts<Arc<AppState>> for AdminAuth {
                 "Send the admin key as `Authorization: Bearer <key>`.",
             )
         })?;
-        if state
+        let actor = if state
             .configured_admin_key_hash
             .as_deref()
             .is_some_and(|hash| secret_matches(key, hash))
         {
-            return Ok(AdminAuth {
-                actor: "configured admin key".into(),
-            });
-        }
-        match state.store.admin_key_by_hash(&hash_secret(key)).await? {
-            Some((id, name)) => Ok(AdminAuth {
-                actor: format!("admin_key:{id} ({name})"),
-            }),
-            None => Err(ApiError::unauthorized(
-                "invalid_key",
-                "The admin key is not valid.",
-            )),
-        }
+            "configured admin key".to_string()
+        } else {
+            match state.store.admin_key_by_hash(&hash_secret(key)).await? {
+                Some((id, name)) => format!("admin_key:{id} ({name})"),
+                None => {
+                    return Err(ApiError::unauthorized(
+                        "invalid_key",
+                        "The admin key is not valid.",
+                    ));
+                }
+            }
+        };
+        state.limits.admin_call(&actor)?;
+        Ok(AdminAuth { actor })
     }
 }

@@ -2,7 +2,6 @@
 //! shows replies as they stream.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use airlock_shared::visitor::{
 };
 use axum::Json;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, State};
+use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +25,7 @@ use utoipa_axum::routes;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, visitor_session};
 use crate::app::AppState;
+use crate::client_ip::ClientIp;
 use crate::store::{InterfaceRow, NewAttachment, NewSession};
 use crate::tokens::{RESUME_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, hash_secret, new_secret};
 use crate::validate;
@@ -106,13 +106,16 @@ async fn session_interface(state: &AppState, interface_id: &str) -> Result<Inter
 #[utoipa::path(get, path = "/interfaces/{slug}", tag = "visitor",
     summary = "A published chat interface's public configuration",
     params(("slug" = String, Path, description = "The interface's slug"), PreviewQuery),
-    responses((status = 200, body = PublicInterface), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, body = PublicInterface), (status = 404, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope)))]
 async fn interface_config(
     State(state): State<Arc<AppState>>,
+    ClientIp(ip): ClientIp,
     ApiPath(slug): ApiPath<String>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<PreviewQuery>,
 ) -> Result<Json<PublicInterface>, ApiError> {
+    state.limits.read(ip)?;
     let interface = visible_interface(&state, &slug, &headers, query).await?;
     let agent_online = state.agent_online(&interface.id).await?;
     let config = interface.config;
@@ -148,10 +151,11 @@ fn header(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<String> {
     params(("slug" = String, Path, description = "The interface's slug"), PreviewQuery),
     request_body = CreateSession,
     responses((status = 201, body = SessionCreated), (status = 200, description = "Resumed", body = SessionCreated),
-        (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+        (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, description = "Too many new sessions from this address; see `Retry-After`", body = ErrorEnvelope)))]
 async fn open_session(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     ApiPath(slug): ApiPath<String>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<PreviewQuery>,
@@ -195,6 +199,8 @@ async fn open_session(
         // An unknown or ended session: start afresh, and say so with `resumed: false`.
     }
 
+    // Only new sessions count: a visitor resuming on every page view is not refused.
+    state.limits.session_creation(ip)?;
     let resume_token = new_secret(RESUME_TOKEN_PREFIX);
     let session = state
         .store
@@ -207,8 +213,7 @@ async fn open_session(
                 page_title: clip(request.page_title),
                 referrer: clip(request.referrer),
                 locale: clip(request.locale),
-                // The socket's peer; behind a reverse proxy that is the proxy.
-                ip: Some(peer.ip().to_string()),
+                ip: Some(ip.to_string()),
                 user_agent: header(&headers, axum::http::header::USER_AGENT),
             },
             now,
@@ -239,7 +244,8 @@ async fn open_session(
     params(("id" = String, Path, description = "Session id")),
     request_body = SendMessage, security(("session_token" = [])),
     responses((status = 202, body = MessageAccepted), (status = 401, body = ErrorEnvelope),
-        (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+        (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, description = "Over the interface's message rate limit (nothing stored); see `Retry-After`", body = ErrorEnvelope)))]
 async fn send_message(
     State(state): State<Arc<AppState>>,
     ApiPath(session_id): ApiPath<String>,
@@ -249,6 +255,9 @@ async fn send_message(
     let session = visitor_session(&state, &headers, &session_id).await?;
     validate::client_id(&request.client_id)
         .map_err(|m| ApiError::unprocessable("invalid_client_id", m))?;
+    let config = session_interface(&state, &session.interface_id)
+        .await?
+        .config;
     if request.attachments.is_empty() {
         validate::text("text", &request.text, state.max_message_chars)
             .map_err(|m| ApiError::unprocessable("invalid_text", m))?;
@@ -260,16 +269,24 @@ async fn send_message(
                 format!("text is longer than {} characters", state.max_message_chars),
             ));
         }
-        let uploads = session_interface(&state, &session.interface_id)
-            .await?
-            .config
-            .uploads;
+        let uploads = &config.uploads;
         if request.attachments.len() > uploads.max_files as usize {
             return Err(ApiError::unprocessable(
                 "invalid_attachments",
                 format!("at most {} files per message", uploads.max_files),
             ));
         }
+    }
+    // A retry of a message already stored (same client_id) is neither refused nor counted: it is
+    // answered from the store below, as the first send was. Only new messages take from the
+    // session's budget, before anything is written.
+    let already_stored = state
+        .store
+        .message_by_client_id(&session.id, &request.client_id)
+        .await?
+        .is_some();
+    if !already_stored {
+        state.limits.message(&session.id, config.rate_limit)?;
     }
     let outcome = state
         .relay
@@ -303,13 +320,16 @@ struct ListQuery {
         ("after" = Option<i64>, Query, description = "The cursor of the last answer (0 for all)"),
         ("wait" = Option<u64>, Query, description = "Seconds to hold the request open when nothing changed (≤ 50)")),
     security(("session_token" = [])),
-    responses((status = 200, body = MessageList), (status = 401, body = ErrorEnvelope)))]
+    responses((status = 200, body = MessageList), (status = 401, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope)))]
 async fn list_messages(
     State(state): State<Arc<AppState>>,
+    ClientIp(ip): ClientIp,
     ApiPath(session_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Json<MessageList>, ApiError> {
+    state.limits.read(ip)?;
     let session = visitor_session(&state, &headers, &session_id).await?;
     let wait = Duration::from_secs(query.wait.min(airlock_shared::MAX_VISITOR_WAIT_SECS));
     let messages = state.relay.messages(&session.id, query.after, wait).await?;
@@ -366,13 +386,15 @@ struct EventCursor {
         ("token" = Option<String>, Query, description = "The session token, for EventSource which cannot send headers")),
     security(("session_token" = [])),
     responses((status = 200, content_type = "text/event-stream", description = "An event stream"),
-        (status = 401, body = ErrorEnvelope)))]
+        (status = 401, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
 async fn events(
     State(state): State<Arc<AppState>>,
+    ClientIp(ip): ClientIp,
     ApiPath(session_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    state.limits.read(ip)?;
     let session = visitor_session(&state, &headers, &session_id).await?;
     let last_event_id = match headers.get("last-event-id") {
         Some(value) => Some(
@@ -465,13 +487,16 @@ async fn next_events(mut at: EventCursor) -> Option<(Vec<Event>, EventCursor)> {
     request_body(content_type = "multipart/form-data", description = "One part named `file`"),
     security(("session_token" = [])),
     responses((status = 201, body = AttachmentUploaded), (status = 403, body = ErrorEnvelope),
-        (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+        (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope)))]
 async fn upload(
     State(state): State<Arc<AppState>>,
+    ClientIp(ip): ClientIp,
     ApiPath(session_id): ApiPath<String>,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<AttachmentUploaded>), ApiError> {
+    state.limits.read(ip)?;
     let session = visitor_session(&state, &headers, &session_id).await?;
     let uploads = session_interface(&state, &session.interface_id)
         .await?

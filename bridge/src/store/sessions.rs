@@ -456,6 +456,34 @@ impl Store {
         })
     }
 
+    /// The client address a session was started from (see [`crate::client_ip`]), if recorded.
+    pub async fn session_ip(&self, id: &str) -> Result<Option<String>> {
+        let ip: Option<Option<String>> =
+            sqlx::query_scalar("SELECT ip FROM sessions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(ip.flatten())
+    }
+
+    /// The message a visitor sent with `client_id` in this session, if it is stored.
+    pub async fn message_by_client_id(
+        &self,
+        session_id: &str,
+        client_id: &str,
+    ) -> Result<Option<Message>> {
+        let row: Option<MessageRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m WHERE m.session_id = $1 AND m.client_id = $2"
+        ))
+        .bind(session_id)
+        .bind(client_id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(MessageRow::into_message))
+    }
+
     /// Messages of a session whose latest version is newer than `after`, in change order.
     pub async fn messages_after(
         &self,
