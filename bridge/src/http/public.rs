@@ -382,8 +382,7 @@ struct EventCursor {
 #[utoipa::path(get, path = "/sessions/{id}/events", tag = "visitor",
     summary = "Server-sent events: `message` (a new or changed message) and `status` (agent online)",
     params(("id" = String, Path, description = "Session id"),
-        ("after" = Option<i64>, Query, description = "Resume after this cursor (or send Last-Event-ID)"),
-        ("token" = Option<String>, Query, description = "The session token, for EventSource which cannot send headers")),
+        ("after" = Option<i64>, Query, description = "Resume after this cursor (or send Last-Event-ID)")),
     security(("session_token" = [])),
     responses((status = 200, content_type = "text/event-stream", description = "An event stream"),
         (status = 401, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
