@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod export;
 pub mod http;
+pub mod identity;
 pub mod manage;
 pub mod preview;
 pub mod relay;
