@@ -438,7 +438,7 @@
       interface: h('select', { name: 'interface' }, h('option', { value: '' }, 'All interfaces'),
         ifaces.map((i) => h('option', { value: i.slug }, `${i.title} (${i.slug})`))),
       status: h('select', { name: 'status' }, ['', 'active', 'ended', 'expired'].map((v) => h('option', { value: v }, v || 'Any status'))),
-      q: h('input', { type: 'search', name: 'q', placeholder: 'Words in messages' }),
+      q: h('input', { type: 'search', name: 'q', placeholder: 'Words in messages, or a visitor' }),
       since: h('input', { type: 'datetime-local', name: 'since' }),
       until: h('input', { type: 'datetime-local', name: 'until' }),
     };
@@ -477,7 +477,7 @@
         h('td', {}, badge(sess.status)),
         h('td', {}, sess.message_count),
         h('td', { class: 'snippet' }, sess.last_message || ''),
-        h('td', { class: 'hide-narrow' }, sess.visitor_name || sess.visitor_id));
+        h('td', { class: 'hide-narrow' }, visitorLabel(sess)));
     const draw = (freshIds = new Set()) => {
       body.replaceChildren(...order.map((id) => row(rows.get(id), freshIds.has(id))));
       empty.hidden = order.length > 0;
@@ -586,7 +586,7 @@
       const meta = [
         ['Interface', h('a', { href: `#/interfaces/${enc(sess.interface)}` }, sess.interface)],
         ['Status', badge(sess.status)],
-        ['Visitor', sess.visitor_name ? `${sess.visitor_name} (${sess.visitor_id})` : sess.visitor_id],
+        ['Visitor', visitorLabel(sess, true)],
         ['Started', fmtTime(sess.created_at)],
         ['Last activity', fmtTime(sess.last_activity_at)],
         ['Messages', sess.message_count],
@@ -609,6 +609,15 @@
     });
     await draw();
     return root;
+  }
+
+  /** Who a session's visitor is: the signed-in user's name or email (with the user id when
+   *  `full`), else the anonymous visitor id. */
+  function visitorLabel(sess, full) {
+    const who = sess.identity;
+    if (!who) return sess.visitor_id;
+    const name = [who.name, who.email && (who.name ? `<${who.email}>` : who.email)].filter(Boolean).join(' ') || who.user_id;
+    return full ? `${name} (signed in as ${who.user_id}; visitor ${sess.visitor_id})` : name;
   }
 
   function messageView(m) {
@@ -822,6 +831,14 @@
       ['rate_limit.window_secs', 'Rate limit: per seconds', 'number', { min: 1, nullable: true }],
       ['allowed_origins', 'Allowed origins', 'list', { hint: 'Sites that may embed the chat, one per line (https://example.com); empty allows any.' }],
     ]],
+    ['Signed-in visitors', [
+      ['identity.algorithm', 'Identity tokens', 'select', { options: ['', 'HS256', 'RS256'], labels: ['Not accepted (anonymous visitors only)', 'HS256: signed with a shared secret', 'RS256: signed with the site\'s private key'], nullable: true, hint: 'Your site signs a short-lived token (JWT) for its signed-in user; the chat then knows who they are, on every device. See docs/widget.md.' }],
+      ['identity.secret', 'HS256 secret', 'secret', { hint: 'At least 32 bytes, e.g. from openssl rand -base64 48. Write-only: leave empty to keep the stored one.' }],
+      ['identity.public_key', 'RS256 public key (PEM)', 'textarea', { code: true, nullable: true }],
+      ['identity.issuer', 'Required issuer (iss)', 'text', { nullable: true, hint: 'Empty: any.' }],
+      ['identity.audience', 'Required audience (aud)', 'text', { nullable: true, hint: 'Empty: any.' }],
+      ['require_identity', 'Only signed-in visitors may chat', 'checkbox'],
+    ]],
     ['Agent', [
       ['connectors', 'Connectors', 'connectors', { hint: 'Which connectors may serve this interface; none ticked means any.' }],
       ['system_prompt', 'System prompt', 'textarea', { code: true, nullable: true }],
@@ -865,6 +882,8 @@
 
     const fill = (data) => {
       for (const [path, c] of controls) c.write(getPath(data, path));
+      const secret = controls.get('identity.secret');
+      if (secret) secret.el.placeholder = data.identity?.secret_set ? '•••••••• stored; type to replace' : '';
       statusBadge.replaceChildren(badge(data.status));
       publish.textContent = data.status === 'published' ? 'Unpublish' : 'Publish';
     };
@@ -895,6 +914,8 @@
         if (after && typeof after === 'object' && !Array.isArray(after) && path0Nested.has(k)) {
           // A nested group (appearance, launcher, …) is sent whole; all-empty and unset stays unset.
           after = Object.values(after).every((v) => v == null) && before == null ? null : { ...(before || {}), ...after };
+          // No algorithm: no identity settings at all.
+          if (k === 'identity' && after && !after.algorithm) after = null;
         }
         if (JSON.stringify(after) !== JSON.stringify(before)) patch[k] = after;
       }
@@ -1002,7 +1023,7 @@
         break;
       case 'select':
         el = h('select', { name: path }, opts.options.map((o, i) => h('option', { value: o }, opts.labels?.[i] || o)));
-        read = () => el.value;
+        read = () => nullable(el.value);
         write = (v) => (el.value = v ?? opts.options[0]);
         break;
       case 'color': {
@@ -1019,6 +1040,12 @@
         extra.push(picker);
         break;
       }
+      case 'secret':
+        // Write-only: the bridge never sends it back; empty keeps the stored one.
+        el = h('input', { name: path, type: 'password', autocomplete: 'new-password', spellcheck: 'false' });
+        read = () => el.value.trim() || null;
+        write = () => (el.value = '');
+        break;
       case 'list':
         el = h('textarea', { name: path, class: 'code', rows: 3 });
         read = () => el.value.split('\n').map((l) => l.trim()).filter(Boolean);

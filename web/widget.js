@@ -164,14 +164,17 @@
   closeBtn.onclick = () => setOpen(false, 1);
   root.addEventListener("keydown", (e) => { if (e.key === "Escape" && isOpen && bubble) { e.stopPropagation(); setOpen(false, 1); } });
 
-  let identity = null, context;
+  // Signed identity: data-identity-token, or (iframe, page) #identity_token=…, then cut from the URL.
+  const F = new URLSearchParams(bubble ? "" : location.hash.slice(1));
+  let identity = D.identityToken || F.get("identity_token"), context;
+  if (F.has("identity_token")) history.replaceState(null, "", location.pathname + location.search);
   try { context = JSON.parse(opt("context") || "null") || undefined; } catch { console.warn("Airlock: data-context is not JSON"); }
   const A = (window.Airlock = {
     transport: null,
     open: () => setOpen(true, 1),
     close: () => setOpen(false),
     send: (t) => send(t),
-    identify: (tok) => { identity = tok || null; if (S) connect(); },
+    identify: (tok) => { identity = tok || null; if (cfg.slug) connect(); },
     on: (ev, f) => { (handlers[ev] = handlers[ev] || new Set()).add(f); },
     off: (ev, f) => { handlers[ev] && handlers[ev].delete(f); },
   });
@@ -377,7 +380,7 @@
   async function connect(fresh) {
     if (ctl) ctl.abort();
     const body = {
-      resume_token: (!fresh && stored()) || undefined, locale,
+      resume_token: (!fresh && stored()) || undefined, locale, fresh: fresh > 1 || undefined,
       page_url: bubble ? location.href : document.referrer || location.href,
       page_title: bubble ? document.title : undefined, referrer: document.referrer || undefined,
     };
@@ -386,13 +389,17 @@
     for (;;) {
       try { s = await persist(() => call("POST", `/interfaces/${slug}/sessions`, body)); break; }
       catch (e) {
-        if (e.status === 404 || !(body.identity_token || body.locale)) return setState("error", e.msg);
-        // An optional field refused (identity_not_supported, say): go on without it, anonymously.
-        body.identity_token ? delete body.identity_token : delete body.locale;
-        identity = null;
+        // An optional field refused (identity_not_configured, say): go on without it, anonymously.
+        // Anything else (identity_required, invalid_identity, …): say so, and stop.
+        const k = e.code === "identity_not_configured" ? "identity_token" : "locale";
+        if (e.status !== 422 || !body[k]) return setState("error", e.msg);
+        delete body[k];
+        if (!body.identity_token) identity = null;
       }
     }
+    if (S && S.session_id !== s.session_id) clear(); // identify() switched visitor
     S = s;
+    setState("error");
     store(s.resume_token);
     cursor = s.cursor || 0;
     (s.messages || []).forEach((m) => draw(m, 1));
@@ -416,15 +423,13 @@
     await connect(true);
     renewing = null;
   })());
+  const clear = () => { byId.clear(); gen++; log.replaceChildren(typing); welcome(); };
   newBtn.onclick = () => {
     reset();
     setState("expired");
-    byId.clear();
-    gen++;
-    log.replaceChildren(typing);
-    welcome();
+    clear();
     refresh();
-    connect(true);
+    connect(2); // 2: new even when the signed-in visitor has an active session
     input.focus();
   };
   const welcome = () => cfg.welcome_message && draw({ id: "welcome", role: "welcome", text: cfg.welcome_message, seq: -1 }, 1);

@@ -4,7 +4,9 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use airlock_shared::admin::{CreateInterface, DuplicateInterface, RateLimit, UpdateInterface};
+use airlock_shared::admin::{
+    CreateInterface, DuplicateInterface, IdentityVerification, RateLimit, UpdateInterface,
+};
 use airlock_shared::time_from_millis;
 use airlock_shared::visitor::{Appearance, Launcher, SuggestedPrompt, Uploads};
 use anyhow::{Context, bail};
@@ -124,9 +126,62 @@ struct AgentFields {
     connectors: Option<Vec<String>>,
     system_prompt: Option<String>,
     agent_context: Option<serde_json::Map<String, serde_json::Value>>,
+    require_identity: Option<bool>,
+    /// New identity settings (the stored secret is kept unless a new one is given).
+    identity: Option<IdentityVerification>,
+    no_identity: bool,
 }
 
-fn agent_fields(args: AgentArgs, current: RateLimit) -> anyhow::Result<AgentFields> {
+/// The identity settings the `--identity-*` options describe, on top of the `current` ones;
+/// `None` when no such option was given.
+fn identity_fields(
+    args: &AgentArgs,
+    current: Option<&IdentityVerification>,
+) -> anyhow::Result<Option<IdentityVerification>> {
+    if args.identity_algorithm.is_none()
+        && args.identity_secret_file.is_none()
+        && args.identity_public_key_file.is_none()
+        && args.identity_issuer.is_none()
+        && args.identity_audience.is_none()
+    {
+        return Ok(None);
+    }
+    // The stored secret is write-only: leaving it out keeps it.
+    let mut identity = current
+        .cloned()
+        .map(|i| IdentityVerification { secret: None, ..i })
+        .unwrap_or_default();
+    if let Some(algorithm) = &args.identity_algorithm {
+        identity.algorithm = algorithm.to_ascii_uppercase();
+    }
+    if identity.algorithm.is_empty() {
+        bail!("give --identity-algorithm HS256 or RS256 to set up signed visitor identity");
+    }
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    if let Some(path) = &args.identity_secret_file {
+        identity.secret = Some(read(path)?.trim_end_matches(['\n', '\r']).to_string());
+    }
+    if let Some(path) = &args.identity_public_key_file {
+        identity.public_key = Some(read(path)?);
+    }
+    let optional = |value: &str| (!value.is_empty()).then(|| value.to_string());
+    if let Some(issuer) = &args.identity_issuer {
+        identity.issuer = optional(issuer);
+    }
+    if let Some(audience) = &args.identity_audience {
+        identity.audience = optional(audience);
+    }
+    Ok(Some(identity))
+}
+
+fn agent_fields(
+    args: AgentArgs,
+    current: RateLimit,
+    current_identity: Option<&IdentityVerification>,
+) -> anyhow::Result<AgentFields> {
+    let identity = identity_fields(&args, current_identity)?;
     let system_prompt =
         match (args.system_prompt, args.system_prompt_file) {
             (Some(prompt), _) => Some(prompt),
@@ -156,6 +211,9 @@ fn agent_fields(args: AgentArgs, current: RateLimit) -> anyhow::Result<AgentFiel
         connectors: (!args.connectors.is_empty()).then_some(args.connectors),
         system_prompt,
         agent_context,
+        require_identity: args.require_identity,
+        identity,
+        no_identity: args.no_identity,
     })
 }
 
@@ -250,7 +308,10 @@ async fn interface(
             json,
         } => {
             let defaults = Uploads::default();
-            let agent = agent_fields(agent, RateLimit::default())?;
+            if agent.no_identity {
+                bail!("--no-identity is for `interface update`");
+            }
+            let agent = agent_fields(agent, RateLimit::default(), None)?;
             let request = CreateInterface {
                 slug,
                 title,
@@ -291,6 +352,8 @@ async fn interface(
                 connectors: agent.connectors.unwrap_or_default(),
                 system_prompt: agent.system_prompt,
                 agent_context: agent.agent_context,
+                require_identity: agent.require_identity.unwrap_or(false),
+                identity: agent.identity,
                 publish,
             };
             let row = manage::create_interface(store, request, now)
@@ -376,7 +439,11 @@ async fn interface(
                 }
                 None => UpdateInterface::default(),
             };
-            let agent = agent_fields(agent, current.config.rate_limit)?;
+            let agent = agent_fields(
+                agent,
+                current.config.rate_limit,
+                current.config.identity.as_ref(),
+            )?;
             patch.slug = new_slug.or(patch.slug);
             patch.name = name.or(patch.name);
             patch.title = title.or(patch.title);
@@ -414,6 +481,12 @@ async fn interface(
             }
             if let Some(context) = agent.agent_context {
                 patch.agent_context = Some(Some(context));
+            }
+            patch.require_identity = agent.require_identity.or(patch.require_identity);
+            if agent.no_identity {
+                patch.identity = Some(None);
+            } else if let Some(identity) = agent.identity {
+                patch.identity = Some(Some(identity));
             }
             let fields: Vec<String> = match serde_json::to_value(&patch)? {
                 serde_json::Value::Object(fields) => fields.keys().cloned().collect(),

@@ -391,6 +391,28 @@ pub struct AgentArgs {
     /// A JSON object handed to the agent with every message, e.g. '{"plan":"pro"}'.
     #[arg(long)]
     pub agent_context: Option<String>,
+    /// Refuse visitors the site has not signed in (`true`/`false`; needs identity settings).
+    #[arg(long, value_name = "BOOL")]
+    pub require_identity: Option<bool>,
+    /// How the site signs identity tokens: `HS256` (shared secret) or `RS256` (key pair).
+    #[arg(long, value_name = "ALG")]
+    pub identity_algorithm: Option<String>,
+    /// A file holding the HS256 secret (at least 32 bytes; kept as it is, trailing newline
+    /// removed). A file, so the secret stays out of shell history and `ps`.
+    #[arg(long, value_name = "PATH")]
+    pub identity_secret_file: Option<PathBuf>,
+    /// A file holding the site's RS256 public key (PEM).
+    #[arg(long, value_name = "PATH")]
+    pub identity_public_key_file: Option<PathBuf>,
+    /// The `iss` identity tokens must carry (empty: any).
+    #[arg(long, value_name = "ISS")]
+    pub identity_issuer: Option<String>,
+    /// The `aud` identity tokens must carry (empty: any).
+    #[arg(long, value_name = "AUD")]
+    pub identity_audience: Option<String>,
+    /// Remove the identity settings (update only; visitors are anonymous again).
+    #[arg(long, conflicts_with_all = ["identity_algorithm", "identity_secret_file", "identity_public_key_file", "identity_issuer", "identity_audience"])]
+    pub no_identity: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -241,6 +241,7 @@ mod tests {
             created_at: at,
             last_activity_at: at,
             last_message: None,
+            identity: None,
         };
         let message = Message {
             id: "msg_1".into(),

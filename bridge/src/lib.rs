@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod export;
 pub mod http;
+pub mod identity;
 pub mod limits;
 pub mod manage;
 pub mod preview;

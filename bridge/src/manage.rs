@@ -2,7 +2,8 @@
 //! answer with the same words.
 
 use airlock_shared::admin::{
-    CreateInterface, DEFAULT_SESSION_TIMEOUT_MINS, DuplicateInterface, UpdateInterface,
+    CreateInterface, DEFAULT_SESSION_TIMEOUT_MINS, DuplicateInterface, IdentityVerification,
+    UpdateInterface,
 };
 
 use crate::store::{ConnectorRow, InterfaceConfig, InterfaceRow, NewInterface, Store, StoreError};
@@ -116,7 +117,41 @@ async fn check_interface(
     if let Some(context) = &config.agent_context {
         validate::agent_context(context).map_err(invalid("agent_context"))?;
     }
+    if let Some(identity) = &config.identity {
+        validate::identity(identity).map_err(invalid_field)?;
+    }
+    if config.require_identity && config.identity.is_none() {
+        return Err(ManageError::Invalid {
+            field: "require_identity",
+            message: "require_identity needs `identity`: how to verify the site's signed \
+                      identity tokens"
+                .into(),
+        });
+    }
     Ok(())
+}
+
+/// The identity settings to store: `new`, keeping the `stored` secret when `new` has none and
+/// both use HS256 (the secret is write-only, so an edit that leaves it out keeps it). A key the
+/// algorithm does not use is dropped.
+fn identity_to_store(
+    new: IdentityVerification,
+    stored: Option<&IdentityVerification>,
+) -> IdentityVerification {
+    let mut identity = new;
+    if identity.secret.is_none()
+        && let Some(stored) = stored
+        && stored.algorithm == identity.algorithm
+    {
+        identity.secret = stored.secret.clone();
+    }
+    match identity.algorithm.as_str() {
+        "HS256" => identity.public_key = None,
+        "RS256" => identity.secret = None,
+        _ => {}
+    }
+    identity.secret_set = identity.secret.is_some();
+    identity
 }
 
 /// Removes repeated entries, keeping the first of each.
@@ -155,6 +190,8 @@ pub async fn create_interface(
         connectors: dedup(request.connectors),
         system_prompt: request.system_prompt,
         agent_context: request.agent_context,
+        require_identity: request.require_identity,
+        identity: request.identity.map(|i| identity_to_store(i, None)),
     };
     let new = NewInterface {
         name: request.name.unwrap_or_else(|| config.title.clone()),
@@ -233,6 +270,12 @@ pub async fn update_interface(
     }
     if let Some(context) = patch.agent_context {
         config.agent_context = context;
+    }
+    if let Some(require) = patch.require_identity {
+        config.require_identity = require;
+    }
+    if let Some(identity) = patch.identity {
+        config.identity = identity.map(|i| identity_to_store(i, config.identity.as_ref()));
     }
     check_interface(store, &new_slug, &name, &config).await?;
     Ok(store

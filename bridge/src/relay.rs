@@ -28,6 +28,10 @@ const FOREIGN_WRITE_RECHECK: Duration = Duration::from_secs(1);
 /// How often expired last-attempt leases are dead-lettered without waiting for a claim.
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often (by the relay's clock) idle sessions are marked expired. A visitor call on an idle
+/// session expires it at once anyway; the sweep keeps the admins' view and the stats true.
+const SESSION_SWEEP_MS: i64 = 60_000;
+
 /// Largest batch of messages one long-poll answer carries.
 const MESSAGE_PAGE: u32 = 200;
 
@@ -389,17 +393,41 @@ impl Relay {
         Ok(write.value)
     }
 
-    /// Dead-letters expired last-attempt leases until shutdown, so a visitor whose message the
-    /// agent never answered sees the failure even when no connector is claiming.
+    /// Marks sessions idle past their interface's timeout `expired` and tells the admins.
+    async fn expire_idle_sessions(&self) {
+        let now = self.now();
+        match self.store.expire_idle_sessions(now).await {
+            Ok(ids) => {
+                for session_id in ids {
+                    self.publish(AdminEvent::Session {
+                        action: "expired".into(),
+                        session_id,
+                        interface: None,
+                        at: time_from_millis(now),
+                    });
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "could not expire idle sessions"),
+        }
+    }
+
+    /// Until shutdown: dead-letters expired last-attempt leases, so a visitor whose message the
+    /// agent never answered sees the failure even when no connector is claiming; and every
+    /// [`SESSION_SWEEP_MS`] marks idle sessions expired.
     pub async fn run_reaper(self) {
         let mut tick = tokio::time::interval(REAP_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut swept_at = i64::MIN;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = self.shutdown.cancelled() => return,
             }
             self.expire_connectors();
+            if self.now().saturating_sub(swept_at) >= SESSION_SWEEP_MS {
+                swept_at = self.now();
+                self.expire_idle_sessions().await;
+            }
             match self.store.reap_expired(self.now()).await {
                 Ok(items) => {
                     if !items.is_empty() {

@@ -264,6 +264,61 @@ pub fn origin(value: &str) -> Result<(), String> {
     }
 }
 
+/// Longest issuer or audience an interface may require.
+const MAX_CLAIM_VALUE_CHARS: usize = 512;
+
+/// Checks an interface's identity settings before they are stored: a known algorithm, a long
+/// enough HS256 secret, a usable RS256 public key, sane issuer and audience. Errors name the field.
+pub fn identity(
+    config: &airlock_shared::admin::IdentityVerification,
+) -> Result<(), (&'static str, String)> {
+    use crate::identity::{MIN_SECRET_BYTES, rsa_public_key};
+    match config.algorithm.as_str() {
+        "HS256" => {
+            let bytes = config.secret.as_deref().map_or(0, str::len);
+            if bytes < MIN_SECRET_BYTES {
+                return Err((
+                    "identity.secret",
+                    format!(
+                        "HS256 needs a secret of at least {MIN_SECRET_BYTES} bytes (this one has \
+                         {bytes}); generate one with `openssl rand -base64 48`"
+                    ),
+                ));
+            }
+        }
+        "RS256" => {
+            let pem = config.public_key.as_deref().unwrap_or("");
+            if pem.trim().is_empty() {
+                return Err((
+                    "identity.public_key",
+                    "RS256 needs the site's RSA public key (PEM)".into(),
+                ));
+            }
+            rsa_public_key(pem).map_err(|m| ("identity.public_key", m))?;
+        }
+        other => {
+            return Err((
+                "identity.algorithm",
+                format!("`{other}` is not supported: use HS256 or RS256"),
+            ));
+        }
+    }
+    for (field, value) in [
+        ("identity.issuer", &config.issuer),
+        ("identity.audience", &config.audience),
+    ] {
+        if let Some(value) = value
+            && (value.trim().is_empty() || value.chars().count() > MAX_CLAIM_VALUE_CHARS)
+        {
+            return Err((
+                field,
+                format!("use 1–{MAX_CLAIM_VALUE_CHARS} characters, or leave it out"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Longest interface system prompt, in characters.
 pub const MAX_SYSTEM_PROMPT_CHARS: usize = 20_000;
 /// Largest `agent_context`, as compact JSON.
@@ -463,5 +518,46 @@ mod tests {
         assert!(super::text("text", "ééé", 3).is_ok());
         assert!(super::text("text", "éééé", 3).is_err());
         assert!(super::text("text", "  ", 3).is_err());
+    }
+
+    #[test]
+    fn identity_settings_need_a_usable_key() {
+        use airlock_shared::admin::IdentityVerification;
+        let good = IdentityVerification {
+            algorithm: "HS256".into(),
+            secret: Some("x".repeat(32)),
+            issuer: Some("https://shop.example".into()),
+            ..Default::default()
+        };
+        assert!(super::identity(&good).is_ok());
+        let field = |config: IdentityVerification| super::identity(&config).unwrap_err().0;
+        let short = IdentityVerification {
+            secret: Some("x".repeat(31)),
+            ..good.clone()
+        };
+        assert_eq!(field(short), "identity.secret");
+        let empty_issuer = IdentityVerification {
+            issuer: Some(" ".into()),
+            ..good.clone()
+        };
+        assert_eq!(field(empty_issuer), "identity.issuer");
+        for pem in [
+            "",
+            "not a key",
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
+        ] {
+            let rs256 = IdentityVerification {
+                algorithm: "RS256".into(),
+                public_key: Some(pem.into()),
+                ..Default::default()
+            };
+            assert_eq!(field(rs256), "identity.public_key", "{pem}");
+        }
+        let none = IdentityVerification {
+            algorithm: "none".into(),
+            ..Default::default()
+        };
+        assert_eq!(field(none), "identity.algorithm");
     }
 }

@@ -8,12 +8,15 @@ use airlock_bridge::store::{
     StoreOptions,
 };
 use airlock_bridge::tokens::new_id;
+use airlock_shared::admin::{CreateInterface, VisitorIdentity};
 use airlock_shared::{MessageStatus, Role};
 use common::{connector, interface, session};
 
 /// A moment to start the tests' clock at (any fixed epoch-ms value works).
 const T0: i64 = 1_800_000_000_000;
 const LEASE: i64 = 30_000;
+/// A day in milliseconds: the default session timeout.
+const DAY: i64 = 86_400_000;
 
 mod cases {
     use super::*;
@@ -617,7 +620,7 @@ mod cases {
             .await
             .unwrap();
         let resumed = store
-            .resume_session(&ifc, "r1", "t2", T0 + 1)
+            .resume_session(&ifc, "r1", "t2", None, T0 - DAY, T0 + 1)
             .await
             .unwrap()
             .unwrap();
@@ -633,12 +636,181 @@ mod cases {
         );
         assert!(
             store
-                .resume_session(&ifc, "nope", "t3", T0)
+                .resume_session(&ifc, "nope", "t3", None, T0 - DAY, T0)
                 .await
                 .unwrap()
                 .is_none()
         );
         assert!(store.session_for_token("t3").await.unwrap().is_none());
+    }
+
+    fn who(user_id: &str, name: &str) -> VisitorIdentity {
+        VisitorIdentity {
+            user_id: user_id.into(),
+            name: Some(name.into()),
+            email: Some(format!("{user_id}@shop.example")),
+        }
+    }
+
+    pub async fn a_signed_in_visitors_session_is_joined_from_another_device_and_by_nobody_else(
+        store: Store,
+    ) {
+        let ifc = interface(&store, "support").await;
+        let s = store
+            .create_session(
+                &NewSession {
+                    interface_id: ifc.clone(),
+                    token_hash: "t1".into(),
+                    resume_hash: "r1".into(),
+                    identity: Some(who("u-1", "Ada")),
+                    ..Default::default()
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        assert_eq!(s.identity(), Some(who("u-1", "Ada")));
+        let idle_since = T0 - DAY;
+
+        // Another device of the same user joins, with its own tokens; the name follows.
+        let joined = store
+            .join_identity_session(&ifc, &who("u-1", "Ada L."), "t2", "r2", idle_since, T0 + 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(joined.id, s.id);
+        assert_eq!(joined.identity_name.as_deref(), Some("Ada L."));
+        assert_eq!(
+            store.session(&s.id).await.unwrap().unwrap().identity(),
+            Some(who("u-1", "Ada L."))
+        );
+        assert_eq!(
+            store.session_for_token("t2").await.unwrap().unwrap().id,
+            s.id
+        );
+        assert_eq!(
+            store.session_for_token("t1").await.unwrap().unwrap().id,
+            s.id
+        );
+        // The resume token is now the joining device's.
+        let resume = |hash: &'static str, token: &'static str, user: Option<&'static str>| {
+            let store = store.clone();
+            let ifc = ifc.clone();
+            async move {
+                store
+                    .resume_session(&ifc, hash, token, user, idle_since, T0 + 2)
+                    .await
+                    .unwrap()
+                    .map(|row| row.id)
+            }
+        };
+        assert_eq!(resume("r1", "t3", Some("u-1")).await, None);
+        assert_eq!(resume("r2", "t4", Some("u-1")).await, Some(s.id.clone()));
+        // Never another user's, never anonymously.
+        assert_eq!(resume("r2", "t5", Some("u-2")).await, None);
+        assert_eq!(resume("r2", "t6", None).await, None);
+        assert!(store.session_for_token("t5").await.unwrap().is_none());
+        assert!(
+            store
+                .join_identity_session(&ifc, &who("u-2", "Eve"), "t7", "r7", idle_since, T0)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // An anonymous session is not joined by a signed-in visitor either.
+        let anonymous = session(&store, &ifc, T0).await;
+        assert_eq!(anonymous.identity(), None);
+        // An idle session is not joined.
+        assert!(
+            store
+                .join_identity_session(&ifc, &who("u-1", "Ada"), "t8", "r8", T0 + 10, T0 + 10)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // Admins find the session by the visitor's id, name or email.
+        for text in ["U-1", "ada l", "u-1@SHOP"] {
+            let found = store
+                .list_sessions(&SessionFilter {
+                    text: Some(text.into()),
+                    ..filter(10)
+                })
+                .await
+                .unwrap();
+            assert_eq!(ids(&found), [s.id.as_str()], "{text}");
+        }
+    }
+
+    pub async fn idle_sessions_expire_by_their_interfaces_timeout(store: Store) {
+        let quick = airlock_bridge::manage::create_interface(
+            &store,
+            CreateInterface {
+                slug: "quick".into(),
+                session_timeout_mins: Some(5),
+                ..airlock_bridge::manage::demo_interface()
+            },
+            0,
+        )
+        .await
+        .unwrap()
+        .id;
+        let patient = interface(&store, "patient").await;
+        let a = session(&store, &quick, T0).await;
+        let b = session(&store, &patient, T0).await;
+        let status = |id: String| {
+            let store = store.clone();
+            async move { store.session(&id).await.unwrap().unwrap().status }
+        };
+
+        assert!(
+            store
+                .expire_idle_sessions(T0 + 4 * 60_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let expired = store.expire_idle_sessions(T0 + 6 * 60_000).await.unwrap();
+        assert_eq!(expired, [a.id.as_str()]);
+        assert_eq!(status(a.id.clone()).await, "expired");
+        assert_eq!(status(b.id.clone()).await, "active");
+        // Once only.
+        assert!(
+            store
+                .expire_idle_sessions(T0 + 7 * 60_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // One session at a time, for a visitor's call.
+        assert!(!store.expire_idle_session(&b.id, T0).await.unwrap());
+        assert!(store.expire_idle_session(&b.id, T0 + 1).await.unwrap());
+        assert!(!store.expire_idle_session(&b.id, T0 + 1).await.unwrap());
+        assert_eq!(status(b.id.clone()).await, "expired");
+
+        // A resume of an idle session expires it instead.
+        let c = store
+            .create_session(
+                &NewSession {
+                    interface_id: patient.clone(),
+                    token_hash: "tc".into(),
+                    resume_hash: "rc".into(),
+                    ..Default::default()
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        assert!(
+            store
+                .resume_session(&patient, "rc", "tc2", None, T0 + 1, T0 + 2)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(status(c.id.clone()).await, "expired");
+        assert!(store.session_for_token("tc2").await.unwrap().is_none());
     }
 
     fn filter(limit: u32) -> SessionFilter {
@@ -1158,6 +1330,8 @@ conformance!(
     the_reaper_dead_letters_an_abandoned_last_attempt,
     a_scoped_connector_claims_only_its_interfaces,
     sessions_resume_with_their_resume_token,
+    a_signed_in_visitors_session_is_joined_from_another_device_and_by_nobody_else,
+    idle_sessions_expire_by_their_interfaces_timeout,
     the_session_list_filters_by_period_and_text,
     an_ended_session_refuses_new_messages,
     deleting_a_session_removes_everything_of_it,

@@ -123,6 +123,8 @@ async fn check_agent(config: &Config) -> bool {
         interface_title: "Connector check".into(),
         visitor_id: "vis_check".into(),
         visitor_name: None,
+        visitor_user_id: None,
+        visitor_email: None,
         page_url: None,
         page_title: None,
         referrer: None,

@@ -508,6 +508,8 @@ fn request(text: &str) -> AgentRequest {
             interface: "demo".into(),
             interface_title: "Airlock demo".into(),
             visitor_name: None,
+            visitor_user_id: None,
+            visitor_email: None,
             visitor_id: "v1".into(),
             page_url: None,
             page_title: None,

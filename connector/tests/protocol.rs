@@ -106,6 +106,8 @@ impl FakeBridge {
             ),
             session: SessionContext {
                 visitor_name: None,
+                visitor_user_id: None,
+                visitor_email: None,
                 id: format!("s{n}"),
                 interface: "demo".into(),
                 interface_title: "Demo".into(),

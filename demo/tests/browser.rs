@@ -6,6 +6,9 @@
 //! The `files` interface accepts attachments (two files, 1 MB, PNG and plain text), so a journey
 //! can upload real files and ask the admin API what was stored.
 //!
+//! The `members` interface lets only signed-in visitors chat: journeys sign HS256 identity tokens
+//! with [`IDENTITY_SECRET`] (passed to them as `AIRLOCK_IDENTITY_SECRET`), as a host site would.
+//!
 //! What only the server side can do happens here too: the `offline` interface has no connector
 //! until a visitor's message waits in it; then one is started, and the open page must show the
 //! reply without a reload.
@@ -37,6 +40,9 @@ const ECHO_DELAY_MS: u64 = 40;
 
 /// The interface that starts without a connector (see `web/tests/offline.test.mjs`).
 const OFFLINE: &str = "offline";
+
+/// The HS256 secret of the `members` interface (see `web/tests/identity.test.mjs`); test-only.
+const IDENTITY_SECRET: &str = "browser-tests-identity-secret-0123456789";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_widget_works_for_visitors_in_a_real_browser() {
@@ -105,12 +111,34 @@ async fn the_widget_works_for_visitors_in_a_real_browser() {
     )
     .await;
 
+    create_interface(
+        &http,
+        &bridge,
+        json!({
+            "slug": "members",
+            "title": "Members' help desk",
+            "welcome_message": "Hello! Ask us about your account.",
+            "persistence": "local",
+            "publish": true,
+            // The journey embeds it on its third-party site.
+            "allowed_origins": ["*"],
+            "require_identity": true,
+            "identity": {"algorithm": "HS256", "secret": IDENTITY_SECRET}
+        }),
+    )
+    .await;
+
     // Everything but `offline` is served from the start.
     let stop = CancellationToken::new();
     let (_, key) = manage::create_connector_key(
         &bridge.store,
         "browser tests",
-        &["demo".into(), "shop".into(), "files".into()],
+        &[
+            "demo".into(),
+            "shop".into(),
+            "files".into(),
+            "members".into(),
+        ],
         now_ms(),
     )
     .await
@@ -119,7 +147,7 @@ async fn the_widget_works_for_visitors_in_a_real_browser() {
         connector_config(&bridge.url, key),
         stop.clone(),
     ));
-    for slug in ["demo", "shop", "files"] {
+    for slug in ["demo", "shop", "files", "members"] {
         wait_until_agent_online(&http, &bridge.url, slug).await;
     }
     let late_connector = tokio::spawn(serve_offline_once_a_visitor_waits(
@@ -176,6 +204,7 @@ async fn run_node_tests(
         .current_dir(root)
         .env("AIRLOCK_BRIDGE_URL", &bridge.url)
         .env("AIRLOCK_ADMIN_KEY", &bridge.admin_key)
+        .env("AIRLOCK_IDENTITY_SECRET", IDENTITY_SECRET)
         .env("AIRLOCK_ARTIFACTS", artifacts)
         .env("CHROMIUM", chromium)
         .stdin(Stdio::null())

@@ -57,9 +57,55 @@ pub struct CreateInterface {
     /// A JSON object handed to the agent with every message of this interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_context: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Refuse visitors without a valid signed identity token (needs `identity`).
+    #[serde(default)]
+    pub require_identity: bool,
+    /// How to verify the signed identity tokens of the host site's signed-in users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityVerification>,
     /// Publish at once instead of starting as a draft.
     #[serde(default)]
     pub publish: bool,
+}
+
+/// How the bridge verifies the identity tokens (JWTs) a host site signs for its signed-in users.
+///
+/// `secret` is write-only: answers always show it as `null`, with `secret_set` telling whether one
+/// is stored. An update without `secret` (or with `null`) keeps the stored one; `secret_set` is
+/// ignored on input.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct IdentityVerification {
+    /// `HS256` (a shared secret) or `RS256` (the site signs with its RSA private key).
+    pub algorithm: String,
+    /// HS256: the shared secret, at least 32 bytes. Never shown back.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Whether a secret is stored (read-only).
+    #[serde(default)]
+    pub secret_set: bool,
+    /// RS256: the site's RSA public key, PEM (`-----BEGIN PUBLIC KEY-----…`).
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// When set, tokens must carry this `iss`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// When set, tokens must carry this `aud` (or a list containing it).
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+/// A visitor's verified identity, from the claims of a signed identity token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VisitorIdentity {
+    /// The token's `sub`: the user's id on the host site.
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// Minutes of inactivity before a session expires, unless the interface says otherwise (a day).
@@ -84,8 +130,9 @@ impl Default for RateLimit {
 }
 
 /// `PATCH /admin/interfaces/{slug}`: every field present replaces the stored one; absent fields
-/// stay. Nullable fields (`name`, `locale`, `system_prompt`, `agent_context`) are cleared with
-/// `null`. Objects (`appearance`, `launcher`, `uploads`, `rate_limit`) are replaced whole.
+/// stay. Nullable fields (`name`, `locale`, `system_prompt`, `agent_context`, `identity`) are
+/// cleared with `null`. Objects (`appearance`, `launcher`, `uploads`, `rate_limit`, `identity`) are
+/// replaced whole, except that an `identity` without `secret` keeps the stored one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -139,6 +186,15 @@ pub struct UpdateInterface {
         skip_serializing_if = "Option::is_none"
     )]
     pub agent_context: Option<Option<serde_json::Map<String, serde_json::Value>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_identity: Option<bool>,
+    /// `null` removes identity verification (and needs `require_identity` off).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub identity: Option<Option<IdentityVerification>>,
 }
 
 /// For `Option<Option<T>>` fields: absent stays `None` (via `default`), `null` becomes
@@ -217,6 +273,9 @@ pub struct Interface {
     pub connectors: Vec<String>,
     pub system_prompt: Option<String>,
     pub agent_context: Option<serde_json::Map<String, serde_json::Value>>,
+    pub require_identity: bool,
+    /// `null` when visitors cannot sign in; the secret is never shown.
+    pub identity: Option<IdentityVerification>,
     pub embed: Embed,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -274,6 +333,9 @@ pub struct SessionSummary {
     /// The start (at most 140 characters) of the latest message with text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_message: Option<String>,
+    /// Who the visitor is, when the host site signed them in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<VisitorIdentity>,
 }
 
 /// `GET /admin/sessions`: newest activity first; pass `next_cursor` as `cursor` for more.

@@ -75,6 +75,12 @@ pub struct SessionContext {
     /// The visitor's verified name, when the host site signed one in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visitor_name: Option<String>,
+    /// The signed-in visitor's user id on the host site (the identity token's `sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_user_id: Option<String>,
+    /// The signed-in visitor's email, when the host site's token carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

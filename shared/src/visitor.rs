@@ -195,14 +195,22 @@ impl Default for Launcher {
 }
 
 /// `POST /interfaces/{slug}/sessions`: create a session, or resume one with `resume_token`.
+///
+/// With a valid `identity_token` the visitor is a signed-in user of the host site: their active
+/// session on this interface is joined (from any device) unless `fresh` is set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_token: Option<String>,
+    /// A JWT the host site signed for its signed-in user (see docs/widget.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_token: Option<String>,
+    /// Start a new session even when the signed-in visitor has an active one (the widget's
+    /// "New conversation").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fresh: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,7 +229,8 @@ pub struct SessionCreated {
     pub session_token: String,
     pub resume_token: String,
     pub visitor_id: String,
-    /// True when `resume_token` named a live session and this is it.
+    /// True when an existing session was opened: the one `resume_token` named, or the signed-in
+    /// visitor's active session.
     pub resumed: bool,
     /// The session's history so far (empty for a new session).
     pub messages: Vec<Message>,

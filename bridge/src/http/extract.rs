@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use airlock_shared::admin::AdminEvent;
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
@@ -42,6 +43,10 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The session a visitor's token opens, which must be `session_id`. Another session's token gets
 /// the same 404 as a missing session, so ids cannot be probed.
+///
+/// A session idle for longer than its interface's `session_timeout_mins` is expired here (the
+/// status is written) and refused with 401 `session_expired`, as is one expired before: the
+/// widget then starts a new session.
 pub async fn visitor_session(
     state: &AppState,
     headers: &HeaderMap,
@@ -65,6 +70,44 @@ pub async fn visitor_session(
             "session_not_found",
             "session not found",
         ));
+    }
+    let expired = || {
+        ApiError::unauthorized(
+            "session_expired",
+            "This conversation expired after a while without messages; start a new session.",
+        )
+    };
+    match session.status.as_str() {
+        "expired" => return Err(expired()),
+        "active" => {
+            let timeout_ms = match state.store.interface_by_id(&session.interface_id).await? {
+                Some(interface) => interface.config.session_timeout_ms(),
+                None => {
+                    return Err(ApiError::not_found(
+                        "session_not_found",
+                        "session not found",
+                    ));
+                }
+            };
+            let now = state.relay.now();
+            let idle_since = now - timeout_ms;
+            if session.last_activity_at < idle_since {
+                if state
+                    .store
+                    .expire_idle_session(&session.id, idle_since)
+                    .await?
+                {
+                    state.publish(AdminEvent::Session {
+                        action: "expired".into(),
+                        session_id: session.id.clone(),
+                        interface: Some(session.interface_slug.clone()),
+                        at: airlock_shared::time_from_millis(now),
+                    });
+                }
+                return Err(expired());
+            }
+        }
+        _ => {}
     }
     Ok(session)
 }

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock_shared::admin::AdminEvent;
+use airlock_shared::admin::{AdminEvent, VisitorIdentity};
 use airlock_shared::error::ErrorEnvelope;
 use airlock_shared::visitor::{
     AttachmentUploaded, CreateSession, MessageAccepted, MessageList, PublicInterface, SendMessage,
@@ -26,7 +26,8 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, visitor_session};
 use crate::app::AppState;
 use crate::client_ip::ClientIp;
-use crate::store::{InterfaceRow, NewAttachment, NewSession};
+use crate::identity::{self, IdentityError};
+use crate::store::{InterfaceRow, NewAttachment, NewSession, SessionRow};
 use crate::tokens::{RESUME_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, hash_secret, new_secret};
 use crate::validate;
 
@@ -147,11 +148,14 @@ fn header(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<String> {
 }
 
 #[utoipa::path(post, path = "/interfaces/{slug}/sessions", tag = "visitor",
-    summary = "Start a session, or resume one with its resume token",
+    summary = "Start a session, or resume one with its resume token (or, signed in, from another device)",
     params(("slug" = String, Path, description = "The interface's slug"), PreviewQuery),
     request_body = CreateSession,
     responses((status = 201, body = SessionCreated), (status = 200, description = "Resumed", body = SessionCreated),
-        (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 400, body = ErrorEnvelope),
+        (status = 401, description = "`identity_required` or `invalid_identity`", body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+        (status = 422, description = "A field refused, or `identity_not_configured`", body = ErrorEnvelope),
         (status = 429, description = "Too many new sessions from this address; see `Retry-After`", body = ErrorEnvelope)))]
 async fn open_session(
     State(state): State<Arc<AppState>>,
@@ -162,13 +166,10 @@ async fn open_session(
     ApiJson(request): ApiJson<CreateSession>,
 ) -> Result<(StatusCode, Json<SessionCreated>), ApiError> {
     let interface = visible_interface(&state, &slug, &headers, query).await?;
-    if request.identity_token.is_some() {
-        return Err(ApiError::unprocessable(
-            "identity_not_supported",
-            "identity_token is not accepted by this bridge yet.",
-        ));
-    }
     let now = state.relay.now();
+    let identity = visitor_identity(&interface, &request, now)?;
+    let user_id = identity.as_ref().map(|i| i.user_id.as_str());
+    let idle_since = now - interface.config.session_timeout_ms();
     let session_token = new_secret(SESSION_TOKEN_PREFIX);
 
     if let Some(resume_token) = request.resume_token.as_deref() {
@@ -178,30 +179,38 @@ async fn open_session(
                 &interface.id,
                 &hash_secret(resume_token),
                 &hash_secret(&session_token),
+                user_id,
+                idle_since,
                 now,
             )
             .await?;
         if let Some(session) = resumed {
-            let messages = state.store.transcript(&session.id).await?;
-            return Ok((
-                StatusCode::OK,
-                Json(SessionCreated {
-                    session_id: session.id,
-                    session_token,
-                    resume_token: resume_token.to_string(),
-                    visitor_id: session.visitor_id,
-                    resumed: true,
-                    cursor: session.last_seq,
-                    messages,
-                }),
-            ));
+            return resumed_answer(&state, session, session_token, resume_token.to_string()).await;
         }
-        // An unknown or ended session: start afresh, and say so with `resumed: false`.
+        // Unknown, ended, expired, or another visitor's: start afresh (`resumed: false`).
     }
 
     // Only new sessions count: a visitor resuming on every page view is not refused.
     state.limits.session_creation(ip)?;
     let resume_token = new_secret(RESUME_TOKEN_PREFIX);
+    // A signed-in visitor's conversation follows them: another device joins it.
+    if let Some(identity) = identity.as_ref().filter(|_| !request.fresh) {
+        let joined = state
+            .store
+            .join_identity_session(
+                &interface.id,
+                identity,
+                &hash_secret(&session_token),
+                &hash_secret(&resume_token),
+                idle_since,
+                now,
+            )
+            .await?;
+        if let Some(session) = joined {
+            return resumed_answer(&state, session, session_token, resume_token).await;
+        }
+    }
+
     let session = state
         .store
         .create_session(
@@ -215,6 +224,7 @@ async fn open_session(
                 locale: clip(request.locale),
                 ip: Some(ip.to_string()),
                 user_agent: header(&headers, axum::http::header::USER_AGENT),
+                identity,
             },
             now,
         )
@@ -235,6 +245,74 @@ async fn open_session(
             resumed: false,
             cursor: session.last_seq,
             messages: Vec::new(),
+        }),
+    ))
+}
+
+/// Who the visitor opening a session is: the verified identity of their `identity_token`, or
+/// `None` for an anonymous visitor where the interface allows one.
+fn visitor_identity(
+    interface: &InterfaceRow,
+    request: &CreateSession,
+    now: i64,
+) -> Result<Option<VisitorIdentity>, ApiError> {
+    let config = &interface.config;
+    let Some(token) = request.identity_token.as_deref() else {
+        if config.require_identity {
+            let site = request
+                .page_url
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_else(|| "the website that shows it".into());
+            return Err(ApiError::unauthorized(
+                "identity_required",
+                format!(
+                    "This chat needs you to be signed in on {site}. Sign in there, then open \
+                     the chat again."
+                ),
+            ));
+        }
+        return Ok(None);
+    };
+    let Some(verification) = &config.identity else {
+        return Err(ApiError::unprocessable(
+            "identity_not_configured",
+            "This chat does not accept identity tokens: its admin has not set up how to verify \
+             them (`identity` in the interface's settings).",
+        ));
+    };
+    match identity::verify(verification, token, now) {
+        Ok(identity) => Ok(Some(identity)),
+        Err(IdentityError::Misconfigured(reason)) => Err(ApiError::internal(anyhow::anyhow!(
+            "interface `{}`: {reason}",
+            interface.slug
+        ))),
+        Err(refused) => Err(ApiError::unauthorized(
+            "invalid_identity",
+            refused.to_string(),
+        )),
+    }
+}
+
+/// The answer for an existing session opened again: its history, and the tokens of this tab.
+async fn resumed_answer(
+    state: &AppState,
+    session: SessionRow,
+    session_token: String,
+    resume_token: String,
+) -> Result<(StatusCode, Json<SessionCreated>), ApiError> {
+    let messages = state.store.transcript(&session.id).await?;
+    Ok((
+        StatusCode::OK,
+        Json(SessionCreated {
+            session_id: session.id,
+            session_token,
+            resume_token,
+            visitor_id: session.visitor_id,
+            resumed: true,
+            cursor: session.last_seq,
+            messages,
         }),
     ))
 }

@@ -1,6 +1,8 @@
 //! Chat interfaces: one bridge serves many, each with its own slug, look and rules.
 
-use airlock_shared::admin::{DEFAULT_SESSION_TIMEOUT_MINS, Embed, Interface, RateLimit};
+use airlock_shared::admin::{
+    DEFAULT_SESSION_TIMEOUT_MINS, Embed, IdentityVerification, Interface, RateLimit,
+};
 use airlock_shared::time_from_millis;
 use airlock_shared::visitor::{Appearance, Launcher, SuggestedPrompt, Uploads};
 use serde::{Deserialize, Serialize};
@@ -32,6 +34,17 @@ pub struct InterfaceConfig {
     pub connectors: Vec<String>,
     pub system_prompt: Option<String>,
     pub agent_context: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Refuse visitors without a valid identity token.
+    pub require_identity: bool,
+    /// How identity tokens are verified, secret included (never shown back to admins).
+    pub identity: Option<IdentityVerification>,
+}
+
+impl InterfaceConfig {
+    /// The inactivity after which a session of this interface expires, in milliseconds.
+    pub fn session_timeout_ms(&self) -> i64 {
+        i64::from(self.session_timeout_mins) * 60_000
+    }
 }
 
 impl Default for InterfaceConfig {
@@ -53,6 +66,8 @@ impl Default for InterfaceConfig {
             connectors: Vec::new(),
             system_prompt: None,
             agent_context: None,
+            require_identity: false,
+            identity: None,
         }
     }
 }
@@ -146,6 +161,13 @@ impl InterfaceRow {
             connectors: config.connectors,
             system_prompt: config.system_prompt,
             agent_context: config.agent_context,
+            require_identity: config.require_identity,
+            // The secret is write-only: admins see whether one is stored, never what it is.
+            identity: config.identity.map(|identity| IdentityVerification {
+                secret: None,
+                secret_set: identity.secret.is_some(),
+                ..identity
+            }),
             embed,
             created_at: time_from_millis(self.created_at),
             updated_at: time_from_millis(self.updated_at),
@@ -429,5 +451,7 @@ mod tests {
         assert_eq!(config.rate_limit.messages, 10);
         assert!(config.connectors.is_empty());
         assert_eq!(config.system_prompt, None);
+        assert!(!config.require_identity);
+        assert_eq!(config.identity, None);
     }
 }

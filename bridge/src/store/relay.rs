@@ -267,8 +267,9 @@ impl Store {
                 interface: session.interface_slug,
                 interface_title: config.title,
                 visitor_id: session.visitor_id,
-                // Filled once visitors can sign in with a verified identity.
-                visitor_name: None,
+                visitor_name: session.identity_name,
+                visitor_user_id: session.identity_user_id,
+                visitor_email: session.identity_email,
                 page_url: session.page_url,
                 page_title: session.page_title,
                 referrer: session.referrer,

@@ -1,10 +1,10 @@
 //! Sessions (one visitor conversation each), their tokens, and the message log visitors read.
 
-use airlock_shared::admin::SessionSummary;
+use airlock_shared::admin::{SessionSummary, VisitorIdentity};
 use airlock_shared::{AttachmentRef, Message, time_from_millis};
 
 use super::{
-    MessageRow, Result, Store, StoreError, is_unique_violation, message_columns, message_in_tx,
+    MessageRow, Result, Store, StoreError, Tx, is_unique_violation, message_columns, message_in_tx,
     next_rev,
 };
 use crate::tokens::new_id;
@@ -21,6 +21,8 @@ pub struct NewSession {
     pub locale: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The verified identity of a signed-in visitor; `None` for an anonymous one.
+    pub identity: Option<VisitorIdentity>,
 }
 
 /// One row of `sessions`, joined with its interface's slug.
@@ -39,6 +41,10 @@ pub struct SessionRow {
     pub message_count: i64,
     pub created_at: i64,
     pub last_activity_at: i64,
+    /// The signed-in visitor's user id on the host site; `None` for an anonymous session.
+    pub identity_user_id: Option<String>,
+    pub identity_name: Option<String>,
+    pub identity_email: Option<String>,
     /// The text of the latest message that has any; read only for admin views (see
     /// `select_sessions_with_last_message`), `None` elsewhere.
     #[sqlx(default)]
@@ -62,6 +68,15 @@ pub fn snippet(text: &str) -> String {
 }
 
 impl SessionRow {
+    /// Who the visitor is, when the host site signed them in.
+    pub fn identity(&self) -> Option<VisitorIdentity> {
+        Some(VisitorIdentity {
+            user_id: self.identity_user_id.clone()?,
+            name: self.identity_name.clone(),
+            email: self.identity_email.clone(),
+        })
+    }
+
     pub fn to_summary(&self) -> SessionSummary {
         SessionSummary {
             id: self.id.clone(),
@@ -74,6 +89,7 @@ impl SessionRow {
             created_at: time_from_millis(self.created_at),
             last_activity_at: time_from_millis(self.last_activity_at),
             last_message: self.last_message.as_deref().map(snippet),
+            identity: self.identity(),
         }
     }
 }
@@ -83,7 +99,8 @@ macro_rules! select_sessions {
     () => {
         "SELECT s.id, s.interface_id, i.slug AS interface_slug, s.visitor_id, s.page_url, \
          s.page_title, s.referrer, s.locale, s.status, s.last_seq, s.message_count, \
-         s.created_at, s.last_activity_at FROM sessions s JOIN interfaces i ON i.id = s.interface_id"
+         s.created_at, s.last_activity_at, s.identity_user_id, s.identity_name, s.identity_email \
+         FROM sessions s JOIN interfaces i ON i.id = s.interface_id"
     };
 }
 
@@ -93,7 +110,7 @@ macro_rules! select_sessions_with_last_message {
     () => {
         "SELECT s.id, s.interface_id, i.slug AS interface_slug, s.visitor_id, s.page_url, \
          s.page_title, s.referrer, s.locale, s.status, s.last_seq, s.message_count, \
-         s.created_at, s.last_activity_at, \
+         s.created_at, s.last_activity_at, s.identity_user_id, s.identity_name, s.identity_email, \
          (SELECT lm.text FROM messages lm WHERE lm.session_id = s.id AND lm.text <> '' \
           ORDER BY lm.seq DESC LIMIT 1) AS last_message \
          FROM sessions s JOIN interfaces i ON i.id = s.interface_id"
@@ -117,7 +134,8 @@ pub struct SessionFilter {
     pub since: Option<i64>,
     /// Sessions that began before this moment (created `< until`).
     pub until: Option<i64>,
-    /// Sessions with a message whose text contains this, ignoring case.
+    /// Sessions with a message whose text contains this, or whose signed-in visitor's user id,
+    /// name or email does, ignoring case.
     pub text: Option<String>,
     /// Keyset cursor from a previous page: `(last_activity_at, id)` of its last row.
     pub before: Option<(i64, String)>,
@@ -147,8 +165,9 @@ impl Store {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id, interface_id, visitor_id, resume_hash, page_url, page_title, \
-             referrer, locale, ip, user_agent, created_at, last_activity_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+             referrer, locale, ip, user_agent, created_at, last_activity_at, identity_user_id, \
+             identity_name, identity_email) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
         )
         .bind(&id)
         .bind(&new.interface_id)
@@ -161,16 +180,12 @@ impl Store {
         .bind(&new.ip)
         .bind(&new.user_agent)
         .bind(now)
+        .bind(new.identity.as_ref().map(|i| i.user_id.clone()))
+        .bind(new.identity.as_ref().and_then(|i| i.name.clone()))
+        .bind(new.identity.as_ref().and_then(|i| i.email.clone()))
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO session_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
-        )
-        .bind(&new.token_hash)
-        .bind(&id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        add_token(&mut tx, &id, &new.token_hash, now).await?;
         let row: SessionRow = sqlx::query_as(concat!(select_sessions!(), " WHERE s.id = $1"))
             .bind(&id)
             .fetch_one(&mut *tx)
@@ -179,37 +194,126 @@ impl Store {
         Ok(row)
     }
 
-    /// The active session of `interface_id` whose resume token hashes to `resume_hash`; on a
-    /// match a new session token (hash) is added, so several tabs can share the session.
+    /// The active session of `interface_id` whose resume token hashes to `resume_hash` and whose
+    /// visitor is `user_id` (`None`: an anonymous session; a resume token never crosses from one
+    /// identity to another, or between anonymous and signed-in). On a match a new session token
+    /// (hash) is added, so several tabs can share the session. A session idle since before
+    /// `idle_since` is marked `expired` instead, and not resumed.
     pub async fn resume_session(
         &self,
         interface_id: &str,
         resume_hash: &str,
         token_hash: &str,
+        user_id: Option<&str>,
+        idle_since: i64,
         now: i64,
     ) -> Result<Option<SessionRow>> {
         let mut tx = self.begin().await?;
+        // Sub claims are never empty, so '' stands for "anonymous" on both engines.
         let row: Option<SessionRow> = sqlx::query_as(concat!(
             select_sessions!(),
-            " WHERE s.resume_hash = $1 AND s.interface_id = $2 AND s.status = 'active'"
+            " WHERE s.resume_hash = $1 AND s.interface_id = $2 AND s.status = 'active' \
+              AND COALESCE(s.identity_user_id, '') = $3"
         ))
         .bind(resume_hash)
         .bind(interface_id)
+        .bind(user_id.unwrap_or(""))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
             return Ok(None);
         };
+        if row.last_activity_at < idle_since {
+            expire_if_idle(&mut tx, &row.id, idle_since).await?;
+            tx.commit().await?;
+            return Ok(None);
+        }
+        add_token(&mut tx, &row.id, token_hash, now).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    /// The signed-in visitor's most recently active session on `interface_id` (active, and not
+    /// idle since before `idle_since`), joined from another device: a new session token (hash) is
+    /// added, the session's resume token becomes `resume_hash` (the joining device's), and the
+    /// name and email follow the newest token. `None` when the visitor has no such session.
+    pub async fn join_identity_session(
+        &self,
+        interface_id: &str,
+        identity: &VisitorIdentity,
+        token_hash: &str,
+        resume_hash: &str,
+        idle_since: i64,
+        now: i64,
+    ) -> Result<Option<SessionRow>> {
+        let mut tx = self.begin().await?;
+        let row: Option<SessionRow> = sqlx::query_as(concat!(
+            select_sessions!(),
+            " WHERE s.interface_id = $1 AND s.identity_user_id = $2 AND s.status = 'active' \
+              AND s.last_activity_at >= $3 ORDER BY s.last_activity_at DESC, s.id DESC LIMIT 1"
+        ))
+        .bind(interface_id)
+        .bind(&identity.user_id)
+        .bind(idle_since)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(mut row) = row else {
+            return Ok(None);
+        };
+        add_token(&mut tx, &row.id, token_hash, now).await?;
         sqlx::query(
-            "INSERT INTO session_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
+            "UPDATE sessions SET resume_hash = $1, identity_name = $2, identity_email = $3 \
+             WHERE id = $4",
         )
-        .bind(token_hash)
+        .bind(resume_hash)
+        .bind(&identity.name)
+        .bind(&identity.email)
         .bind(&row.id)
-        .bind(now)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        row.identity_name = identity.name.clone();
+        row.identity_email = identity.email.clone();
         Ok(Some(row))
+    }
+
+    /// Marks a session `expired` when it is active and idle since before `idle_since`. Returns
+    /// whether this call expired it.
+    pub async fn expire_idle_session(&self, id: &str, idle_since: i64) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let expired = expire_if_idle(&mut tx, id, idle_since).await?;
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    /// Marks `expired` every active session idle for longer than its interface's session
+    /// timeout: one `UPDATE` per distinct timeout. Returns the ids of the sessions expired.
+    pub async fn expire_idle_sessions(&self, now: i64) -> Result<Vec<String>> {
+        let mut by_timeout: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+        for interface in self.list_interfaces().await? {
+            by_timeout
+                .entry(interface.config.session_timeout_ms())
+                .or_default()
+                .push(interface.id);
+        }
+        let mut expired = Vec::new();
+        for (timeout_ms, interface_ids) in by_timeout {
+            let placeholders: Vec<String> = (2..interface_ids.len() + 2)
+                .map(|n| format!("${n}"))
+                .collect();
+            let sql = format!(
+                "UPDATE sessions SET status = 'expired' WHERE status = 'active' \
+                 AND last_activity_at < $1 AND interface_id IN ({}) RETURNING id",
+                placeholders.join(", ")
+            );
+            let mut query =
+                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(now - timeout_ms);
+            for id in &interface_ids {
+                query = query.bind(id);
+            }
+            expired.extend(query.fetch_all(&self.write).await?);
+        }
+        Ok(expired)
     }
 
     /// The session a session token (hash) belongs to.
@@ -235,7 +339,8 @@ impl Store {
 
     /// Sessions, most recently active first, filtered and paged by keyset.
     ///
-    /// The text search is `LOWER(text) LIKE` on both engines, so it matches the same rows on
+    /// The text search (messages, and the signed-in visitor's id, name and email) is
+    /// `LOWER(text) LIKE` on both engines, so it matches the same rows on
     /// each (for non-ASCII letters SQLite's `LOWER` leaves case alone: those match exactly).
     pub async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRow>> {
         let (before_at, before_id) = filter.before.clone().unwrap_or((i64::MAX, String::new()));
@@ -251,7 +356,10 @@ impl Store {
               AND (s.last_activity_at < $3 OR (s.last_activity_at = $3 AND ($4 = '' OR s.id < $4))) \
               AND s.last_activity_at >= $6 AND s.created_at < $7 \
               AND ($8 = '' OR EXISTS (SELECT 1 FROM messages qm WHERE qm.session_id = s.id \
-                   AND LOWER(qm.text) LIKE $8 ESCAPE '!')) \
+                   AND LOWER(qm.text) LIKE $8 ESCAPE '!') \
+                   OR LOWER(s.identity_user_id) LIKE $8 ESCAPE '!' \
+                   OR LOWER(s.identity_name) LIKE $8 ESCAPE '!' \
+                   OR LOWER(s.identity_email) LIKE $8 ESCAPE '!') \
               ORDER BY s.last_activity_at DESC, s.id DESC LIMIT $5"
         ))
         .bind(filter.interface_slug.clone().unwrap_or_default())
@@ -516,6 +624,32 @@ impl Store {
         .await?;
         Ok(rows.into_iter().map(MessageRow::into_message).collect())
     }
+}
+
+/// Adds a session token (hash) to a session: one per tab or device that opened it.
+async fn add_token(tx: &mut Tx, session_id: &str, token_hash: &str, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO session_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
+    )
+    .bind(token_hash)
+    .bind(session_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Marks a session `expired` if it is active and idle since before `idle_since`; whether it did.
+async fn expire_if_idle(tx: &mut Tx, session_id: &str, idle_since: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE sessions SET status = 'expired' \
+         WHERE id = $1 AND status = 'active' AND last_activity_at < $2",
+    )
+    .bind(session_id)
+    .bind(idle_since)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// The pending attachments of `session_id` named by `ids` (uploaded, not yet sent), in order.

@@ -554,6 +554,8 @@ mod tests {
                 interface: "demo".into(),
                 interface_title: "Demo".into(),
                 visitor_name: None,
+                visitor_user_id: None,
+                visitor_email: None,
                 visitor_id: "v1".into(),
                 page_url: None,
                 page_title: None,

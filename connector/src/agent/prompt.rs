@@ -1,10 +1,11 @@
 //! The system prompt template: context tags filled per message.
 //!
-//! `{interface_title}`, `{interface}`, `{visitor_id}`, `{visitor_name}`, `{page_url}`,
-//! `{page_title}`, `{referrer}`, `{locale}`, `{session_id}`, `{date}` (UTC, `YYYY-MM-DD`) and
-//! `{time}` (UTC, `HH:MM`) are replaced, and `{context.KEY}` with the `KEY` of the interface's
-//! `agent_context` (a string as is, anything else as JSON); a tag with no value becomes empty;
-//! anything else in braces is left exactly as typed, so prompts can contain JSON examples.
+//! `{interface_title}`, `{interface}`, `{visitor_id}`, `{visitor_name}`, `{visitor_user_id}`,
+//! `{visitor_email}`, `{page_url}`, `{page_title}`, `{referrer}`, `{locale}`, `{session_id}`,
+//! `{date}` (UTC, `YYYY-MM-DD`) and `{time}` (UTC, `HH:MM`) are replaced, and `{context.KEY}`
+//! with the `KEY` of the interface's `agent_context` (a string as is, anything else as JSON); a
+//! tag with no value becomes empty; anything else in braces is left exactly as typed, so prompts
+//! can contain JSON examples.
 
 use airlock_shared::connector::SessionContext;
 use chrono::{DateTime, Utc};
@@ -52,6 +53,8 @@ fn tag_value(tag: &str, session: &SessionContext, now: DateTime<Utc>) -> Option<
         "interface" => session.interface.clone(),
         "visitor_id" => session.visitor_id.clone(),
         "visitor_name" => text(&session.visitor_name),
+        "visitor_user_id" => text(&session.visitor_user_id),
+        "visitor_email" => text(&session.visitor_email),
         "page_url" => text(&session.page_url),
         "page_title" => text(&session.page_title),
         "referrer" => text(&session.referrer),
@@ -81,6 +84,8 @@ mod tests {
             interface_title: "Acme Support".into(),
             visitor_id: "vis_1".into(),
             visitor_name: None,
+            visitor_user_id: None,
+            visitor_email: None,
             page_url: Some("https://acme.example/pricing".into()),
             page_title: Some("Pricing".into()),
             referrer: None,
