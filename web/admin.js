@@ -820,7 +820,7 @@
       ['session_timeout_mins', 'Session timeout (minutes)', 'number', { min: 1, nullable: true }],
       ['rate_limit.messages', 'Rate limit: messages', 'number', { min: 1, nullable: true }],
       ['rate_limit.window_secs', 'Rate limit: per seconds', 'number', { min: 1, nullable: true }],
-      ['allowed_origins', 'Allowed origins', 'list', { hint: 'Sites that may embed the chat, one per line (https://example.com); empty allows any.' }],
+      ['allowed_origins', 'Allowed origins', 'list', { hint: 'Sites whose pages may embed the chat (script or iframe), one per line, e.g. https://example.com; * alone allows any site. Empty: only this bridge\'s own pages.' }],
     ]],
     ['Agent', [
       ['connectors', 'Connectors', 'connectors', { hint: 'Which connectors may serve this interface; none ticked means any.' }],

@@ -49,8 +49,18 @@ impl TestBridge {
         clock: Option<Arc<ManualClock>>,
         dir: Option<tempfile::TempDir>,
     ) -> TestBridge {
+        Self::start_configured(store, clock, dir, Config::defaults()).await
+    }
+
+    /// A bridge on the given store with `config` (e.g. a retention period); the admin key is
+    /// made here.
+    pub async fn start_configured(
+        store: Store,
+        clock: Option<Arc<ManualClock>>,
+        dir: Option<tempfile::TempDir>,
+        mut config: Config,
+    ) -> TestBridge {
         let admin_key = crate::tokens::new_secret(crate::tokens::ADMIN_KEY_PREFIX);
-        let mut config = Config::defaults();
         config.admin_key = Some(admin_key.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let dyn_clock: Arc<dyn Clock> = match &clock {

@@ -24,7 +24,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiPath, ApiQuery, visitor_session};
+use super::extract::{ApiJson, ApiQuery, SessionIdPath, SlugPath, visitor_session};
 use crate::app::AppState;
 use crate::store::{InterfaceRow, NewAttachment, NewSession};
 use crate::tokens::{RESUME_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, hash_secret, new_secret};
@@ -109,7 +109,7 @@ async fn session_interface(state: &AppState, interface_id: &str) -> Result<Inter
     responses((status = 200, body = PublicInterface), (status = 404, body = ErrorEnvelope)))]
 async fn interface_config(
     State(state): State<Arc<AppState>>,
-    ApiPath(slug): ApiPath<String>,
+    SlugPath(slug): SlugPath,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<PreviewQuery>,
 ) -> Result<Json<PublicInterface>, ApiError> {
@@ -132,10 +132,16 @@ async fn interface_config(
     }))
 }
 
-/// Keeps at most `MAX_META_CHARS` of an optional piece of metadata.
+/// Keeps at most `MAX_META_CHARS` of an optional piece of metadata, without control characters
+/// (one-line values; a title with a stray one is still worth keeping).
 fn clip(value: Option<String>) -> Option<String> {
     value
-        .map(|v| v.chars().take(MAX_META_CHARS).collect::<String>())
+        .map(|v| {
+            v.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_META_CHARS)
+                .collect::<String>()
+        })
         .filter(|v| !v.is_empty())
 }
 
@@ -152,7 +158,7 @@ fn header(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<String> {
 async fn open_session(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    ApiPath(slug): ApiPath<String>,
+    SlugPath(slug): SlugPath,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<PreviewQuery>,
     ApiJson(request): ApiJson<CreateSession>,
@@ -242,13 +248,15 @@ async fn open_session(
         (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 async fn send_message(
     State(state): State<Arc<AppState>>,
-    ApiPath(session_id): ApiPath<String>,
+    SessionIdPath(session_id): SessionIdPath,
     headers: HeaderMap,
     ApiJson(request): ApiJson<SendMessage>,
 ) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
     let session = visitor_session(&state, &headers, &session_id).await?;
     validate::client_id(&request.client_id)
         .map_err(|m| ApiError::unprocessable("invalid_client_id", m))?;
+    validate::typed_text("text", &request.text)
+        .map_err(|m| ApiError::unprocessable("invalid_text", m))?;
     if request.attachments.is_empty() {
         validate::text("text", &request.text, state.max_message_chars)
             .map_err(|m| ApiError::unprocessable("invalid_text", m))?;
@@ -306,7 +314,7 @@ struct ListQuery {
     responses((status = 200, body = MessageList), (status = 401, body = ErrorEnvelope)))]
 async fn list_messages(
     State(state): State<Arc<AppState>>,
-    ApiPath(session_id): ApiPath<String>,
+    SessionIdPath(session_id): SessionIdPath,
     ApiQuery(query): ApiQuery<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Json<MessageList>, ApiError> {
@@ -369,7 +377,7 @@ struct EventCursor {
         (status = 401, body = ErrorEnvelope)))]
 async fn events(
     State(state): State<Arc<AppState>>,
-    ApiPath(session_id): ApiPath<String>,
+    SessionIdPath(session_id): SessionIdPath,
     ApiQuery(query): ApiQuery<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -468,7 +476,7 @@ async fn next_events(mut at: EventCursor) -> Option<(Vec<Event>, EventCursor)> {
         (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 async fn upload(
     State(state): State<Arc<AppState>>,
-    ApiPath(session_id): ApiPath<String>,
+    SessionIdPath(session_id): SessionIdPath,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<AttachmentUploaded>), ApiError> {
