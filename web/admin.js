@@ -829,7 +829,7 @@
       ['session_timeout_mins', 'Session timeout (minutes)', 'number', { min: 1, nullable: true }],
       ['rate_limit.messages', 'Rate limit: messages', 'number', { min: 1, nullable: true }],
       ['rate_limit.window_secs', 'Rate limit: per seconds', 'number', { min: 1, nullable: true }],
-      ['allowed_origins', 'Allowed origins', 'list', { hint: 'Sites that may embed the chat, one per line (https://example.com); empty allows any.' }],
+      ['allowed_origins', 'Allowed origins', 'list', { hint: 'Sites whose pages may embed the chat (script or iframe), one per line, e.g. https://example.com; * alone allows any site. Empty: only this bridge\'s own pages.' }],
     ]],
     ['Signed-in visitors', [
       ['identity.algorithm', 'Identity tokens', 'select', { options: ['', 'HS256', 'RS256'], labels: ['Not accepted (anonymous visitors only)', 'HS256: signed with a shared secret', 'RS256: signed with the site\'s private key'], nullable: true, hint: 'Your site signs a short-lived token (JWT) for its signed-in user; the chat then knows who they are, on every device. See docs/widget.md.' }],

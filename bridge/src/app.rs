@@ -96,7 +96,8 @@ impl Bridge {
         let first_run = seed(&store, config, clock.now_ms()).await?;
         let shutdown = CancellationToken::new();
         let (admin_events, _) = broadcast::channel(ADMIN_EVENT_BUFFER);
-        let relay = Relay::new(store.clone(), clock, shutdown.clone(), admin_events.clone());
+        let relay = Relay::new(store.clone(), clock, shutdown.clone(), admin_events.clone())
+            .with_retention_days(config.retention_days);
         let state = Arc::new(AppState {
             store,
             relay: relay.clone(),

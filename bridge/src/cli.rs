@@ -5,7 +5,8 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use airlock_shared::admin::{
-    CreateInterface, DuplicateInterface, IdentityVerification, RateLimit, UpdateInterface,
+    CreateInterface, DataRemoved, DuplicateInterface, ForgetVisitor, IdentityVerification,
+    RateLimit, UpdateInterface,
 };
 use airlock_shared::time_from_millis;
 use airlock_shared::visitor::{Appearance, Launcher, SuggestedPrompt, Uploads};
@@ -38,6 +39,27 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
         Command::ConnectorKey(cmd) => connector_key(&store, config, cmd, now).await,
         Command::AdminKey(cmd) => admin_key(&store, config, cmd, now).await,
         Command::Sessions(cmd) => sessions(&store, cmd).await,
+        Command::Purge {
+            older_than_days,
+            dry_run,
+            yes,
+            json,
+        } => {
+            let days = older_than_days.unwrap_or(config.retention_days);
+            purge(&store, days, dry_run, yes, json, now).await
+        }
+        Command::Forget {
+            visitor_id,
+            user_id,
+            yes,
+            json,
+        } => {
+            let request = ForgetVisitor {
+                visitor_id,
+                user_id,
+            };
+            forget(&store, request, yes, json, now).await
+        }
     };
     store.close().await;
     result
@@ -269,6 +291,123 @@ fn confirm_delete(slug: &str, sessions: i64) -> anyhow::Result<()> {
     if answer.trim() != slug {
         bail!("not deleted: the answer did not match `{slug}`");
     }
+    Ok(())
+}
+
+/// Asks the operator to type `yes`; refuses without a terminal.
+fn confirm(what: &str) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to delete without confirmation: stdin is not a terminal; add --yes");
+    }
+    eprint!("{what}\nType yes to confirm: ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        bail!("nothing deleted: the answer was not `yes`");
+    }
+    Ok(())
+}
+
+/// `purge`: deletes the sessions inactive for more than `days` days (see
+/// [`Store::purge_inactive`]), or with `dry_run` only counts them.
+async fn purge(
+    store: &Store,
+    days: u32,
+    dry_run: bool,
+    yes: bool,
+    json: bool,
+    now: i64,
+) -> anyhow::Result<()> {
+    if days == 0 {
+        bail!(
+            "say how old a session must be: --older-than-days N (N ≥ 1), or set \
+             AIRLOCK_RETENTION_DAYS"
+        );
+    }
+    let cutoff = now - i64::from(days) * crate::relay::DAY_MS;
+    let summary = |removed: DataRemoved| {
+        format!(
+            "{} session(s) inactive for more than {days} days (last activity before {} UTC), \
+             with {} message(s) and {} attachment(s)",
+            removed.sessions,
+            when(cutoff),
+            removed.messages,
+            removed.attachments
+        )
+    };
+    let report = |removed: DataRemoved, dry_run: bool| {
+        json!({
+            "dry_run": dry_run,
+            "older_than_days": days,
+            "inactive_before": time_from_millis(cutoff),
+            "sessions": removed.sessions,
+            "messages": removed.messages,
+            "attachments": removed.attachments,
+        })
+    };
+    let found = DataRemoved::from(store.count_inactive(cutoff).await?);
+    if dry_run {
+        if json {
+            return print_json(&report(found, true));
+        }
+        println!(
+            "Would delete {}. Nothing was deleted (--dry-run).",
+            summary(found)
+        );
+        return Ok(());
+    }
+    if !yes && found.sessions > 0 {
+        confirm(&format!("This deletes {}.", summary(found)))?;
+    }
+    let removed = DataRemoved::from(store.purge_inactive(cutoff).await?);
+    let detail = report(removed, false);
+    audit(
+        store,
+        "sessions.purge",
+        &format!("{days} days"),
+        Some(detail.clone()),
+        now,
+    )
+    .await?;
+    if json {
+        return print_json(&detail);
+    }
+    println!("Deleted {}.", summary(removed));
+    Ok(())
+}
+
+/// `forget`: deletes every session of one visitor, with their messages and files.
+async fn forget(
+    store: &Store,
+    request: ForgetVisitor,
+    yes: bool,
+    json: bool,
+    now: i64,
+) -> anyhow::Result<()> {
+    let visitor = manage::visitor_selector(request).map_err(explain)?;
+    let who = visitor.describe();
+    if !yes {
+        confirm(&format!(
+            "This deletes every session of the visitor {who}, with their messages and files."
+        ))?;
+    }
+    let removed = DataRemoved::from(store.forget_visitor(&visitor).await?);
+    audit(
+        store,
+        "visitor.forget",
+        &visitor.describe(),
+        Some(json!(removed)),
+        now,
+    )
+    .await?;
+    if json {
+        return print_json(&removed);
+    }
+    println!(
+        "Deleted {} session(s) of the visitor {who}, with {} message(s) and {} attachment(s).",
+        removed.sessions, removed.messages, removed.attachments
+    );
     Ok(())
 }
 

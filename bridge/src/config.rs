@@ -72,6 +72,16 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSync::Normal, global = true)]
     pub sqlite_synchronous: SqliteSync,
 
+    /// Delete sessions (with their messages and files) inactive for more than this many days,
+    /// checked at start-up and hourly; 0 keeps everything.
+    #[arg(
+        long,
+        env = "AIRLOCK_RETENTION_DAYS",
+        default_value_t = 0,
+        global = true
+    )]
+    pub retention_days: u32,
+
     /// Largest database pool (PostgreSQL).
     #[arg(
         long,
@@ -189,6 +199,34 @@ pub enum Command {
     /// Read sessions and transcripts.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Delete sessions inactive for more than N days, with their messages and files.
+    Purge {
+        /// Days of inactivity (default: AIRLOCK_RETENTION_DAYS).
+        #[arg(long)]
+        older_than_days: Option<u32>,
+        /// Only say what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation (needed when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete everything of one visitor: all their sessions, messages and files.
+    Forget {
+        /// The visitor's id (`vis_…`, shown with each session).
+        #[arg(long, required_unless_present = "user_id", conflicts_with = "user_id")]
+        visitor_id: Option<String>,
+        /// A signed-in user's id (the `sub` of their identity token), on every interface.
+        #[arg(long)]
+        user_id: Option<String>,
+        /// Do not ask for confirmation (needed when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[allow(clippy::large_enum_variant)]

@@ -2,11 +2,14 @@
 //! answer with the same words.
 
 use airlock_shared::admin::{
-    CreateInterface, DEFAULT_SESSION_TIMEOUT_MINS, DuplicateInterface, IdentityVerification,
-    UpdateInterface,
+    CreateInterface, DEFAULT_SESSION_TIMEOUT_MINS, DuplicateInterface, ForgetVisitor,
+    IdentityVerification, UpdateInterface,
 };
 
-use crate::store::{ConnectorRow, InterfaceConfig, InterfaceRow, NewInterface, Store, StoreError};
+use crate::store::{
+    ConnectorRow, InterfaceConfig, InterfaceRow, NewInterface, Removed, Store, StoreError,
+    VisitorSelector,
+};
 use crate::tokens::{ADMIN_KEY_PREFIX, CONNECTOR_KEY_PREFIX, hash_secret, new_secret};
 use crate::validate;
 use airlock_shared::visitor::SuggestedPrompt;
@@ -92,9 +95,7 @@ async fn check_interface(
             message: format!("at most {MAX_ORIGINS} origins"),
         });
     }
-    for origin in &config.allowed_origins {
-        validate::origin(origin).map_err(invalid("allowed_origins"))?;
-    }
+    validate::origins(&config.allowed_origins).map_err(invalid("allowed_origins"))?;
     if config.connectors.len() > MAX_CONNECTORS {
         return Err(ManageError::Invalid {
             field: "connectors",
@@ -341,6 +342,58 @@ pub async fn create_admin_key(store: &Store, name: &str, now: i64) -> Result<Str
         .create_admin_key(name, &hash_secret(&key), now)
         .await?;
     Ok(key)
+}
+
+/// The one visitor a forget request names: exactly one selector, well-formed.
+pub fn visitor_selector(request: ForgetVisitor) -> Result<VisitorSelector, ManageError> {
+    let ForgetVisitor {
+        visitor_id,
+        user_id,
+    } = request;
+    if let Some(id) = &visitor_id
+        && !validate::id_is_well_formed("vis", id)
+    {
+        return Err(ManageError::Invalid {
+            field: "visitor_id",
+            message: format!("`{id}` is not a visitor id (vis_…)"),
+        });
+    }
+    if let Some(id) = &user_id
+        && !(1..=256).contains(&id.chars().count())
+    {
+        return Err(ManageError::Invalid {
+            field: "user_id",
+            message: "user_id is 1 to 256 characters (the `sub` of the identity token)".into(),
+        });
+    }
+    let mut given: Vec<VisitorSelector> = [
+        visitor_id.map(VisitorSelector::VisitorId),
+        user_id.map(VisitorSelector::UserId),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match given.len() {
+        1 => Ok(given.remove(0)),
+        0 => Err(ManageError::Invalid {
+            field: "visitor_id",
+            message: "name the visitor: give visitor_id or user_id".into(),
+        }),
+        _ => Err(ManageError::Invalid {
+            field: "visitor_id",
+            message: "name the visitor one way only".into(),
+        }),
+    }
+}
+
+/// Deletes every session of the visitor a request names, with their messages and files.
+pub async fn forget_visitor(
+    store: &Store,
+    request: ForgetVisitor,
+) -> Result<(VisitorSelector, Removed), ManageError> {
+    let selector = visitor_selector(request)?;
+    let removed = store.forget_visitor(&selector).await?;
+    Ok((selector, removed))
 }
 
 /// The interface created on first start of an empty database, so the demo works at once.

@@ -32,6 +32,12 @@ const REAP_INTERVAL: Duration = Duration::from_secs(1);
 /// session expires it at once anyway; the sweep keeps the admins' view and the stats true.
 const SESSION_SWEEP_MS: i64 = 60_000;
 
+/// How often sessions past the retention period are looked for (the first time at start-up).
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// One day in epoch milliseconds.
+pub const DAY_MS: i64 = 86_400_000;
+
 /// Largest batch of messages one long-poll answer carries.
 const MESSAGE_PAGE: u32 = 200;
 
@@ -93,6 +99,8 @@ pub struct Relay {
     admin_events: broadcast::Sender<AdminEvent>,
     /// Connectors this replica has announced as online, with when each last called.
     connectors_online: Arc<Mutex<HashMap<String, (String, i64)>>>,
+    /// Days of inactivity after which sessions are deleted; 0 keeps them.
+    retention_days: u32,
 }
 
 impl Relay {
@@ -109,7 +117,14 @@ impl Relay {
             shutdown,
             admin_events,
             connectors_online: Arc::default(),
+            retention_days: 0,
         }
+    }
+
+    /// Deletes sessions inactive for more than `days` days (0: never), from the reaper.
+    pub fn with_retention_days(mut self, days: u32) -> Self {
+        self.retention_days = days;
+        self
     }
 
     /// Tells the admins' live tails on this replica; nobody listening is fine.
@@ -411,10 +426,70 @@ impl Relay {
         }
     }
 
+    /// The bridge's background work until shutdown: dead-lettering expired leases, expiring idle sessions, and deleting
+    /// sessions past the retention period.
+    pub async fn run_reaper(self) {
+        tokio::join!(self.reap_expired_leases(), self.purge_past_retention());
+    }
+
+    /// Deletes the sessions inactive for longer than the retention period, at start-up and then
+    /// hourly, and records what went in the audit log (actor `retention`).
+    async fn purge_past_retention(&self) {
+        if self.retention_days == 0 {
+            return;
+        }
+        let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            let now = self.now();
+            let cutoff = now - i64::from(self.retention_days) * DAY_MS;
+            // A purge cut short by shutdown rolls back only its current batch.
+            let removed = tokio::select! {
+                removed = self.store.purge_inactive(cutoff) => removed,
+                _ = self.shutdown.cancelled() => return,
+            };
+            match removed {
+                Ok(removed) if removed.sessions > 0 => {
+                    tracing::info!(
+                        sessions = removed.sessions,
+                        messages = removed.messages,
+                        attachments = removed.attachments,
+                        days = self.retention_days,
+                        "deleted sessions past the retention period"
+                    );
+                    let detail = serde_json::json!({
+                        "older_than_days": self.retention_days,
+                        "inactive_before": time_from_millis(cutoff),
+                        "sessions": removed.sessions,
+                        "messages": removed.messages,
+                        "attachments": removed.attachments,
+                    });
+                    let target = format!("{} days", self.retention_days);
+                    match self
+                        .store
+                        .record_audit("retention", "sessions.purge", &target, Some(&detail), now)
+                        .await
+                    {
+                        Ok(entry) => self.publish(AdminEvent::Audit { entry }),
+                        Err(err) => tracing::warn!(error = %err, "could not record the purge"),
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not delete sessions past the retention period")
+                }
+            }
+        }
+    }
+
     /// Until shutdown: dead-letters expired last-attempt leases, so a visitor whose message the
     /// agent never answered sees the failure even when no connector is claiming; and every
     /// [`SESSION_SWEEP_MS`] marks idle sessions expired.
-    pub async fn run_reaper(self) {
+    async fn reap_expired_leases(&self) {
         let mut tick = tokio::time::interval(REAP_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut swept_at = i64::MIN;

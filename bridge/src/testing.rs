@@ -58,7 +58,8 @@ impl TestBridge {
         Self::start_configured(store, clock, dir, Config::defaults()).await
     }
 
-    /// A bridge on the given store with the given settings; the admin key is set here.
+    /// A bridge on the given store with `config` (e.g. a retention period); the admin key is
+    /// made here.
     pub async fn start_configured(
         store: Store,
         clock: Option<Arc<ManualClock>>,

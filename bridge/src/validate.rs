@@ -23,16 +23,35 @@ const RESERVED_SLUGS: &[&str] = &[
     "openapi",
 ];
 
-/// Checks an interface slug: `^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]$` and not reserved.
-pub fn slug(slug: &str) -> Result<(), String> {
+/// Whether `slug` has the shape of a slug, `^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]$` (reserved or
+/// not): what a path segment must look like before it is looked up.
+pub fn slug_is_well_formed(slug: &str) -> bool {
     let bytes = slug.as_bytes();
-    let well_formed = (2..=64).contains(&bytes.len())
+    (2..=64).contains(&bytes.len())
         && bytes
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-';
-    if !well_formed {
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// Whether `id` has the shape of an id the bridge made with `prefix` (see
+/// [`crate::tokens::new_id`]): `{prefix}_` and 1–64 URL-safe characters. Ids in paths are checked
+/// with this before any database work, so a malformed one is an ordinary 404.
+pub fn id_is_well_formed(prefix: &str, id: &str) -> bool {
+    id.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|random| {
+            (1..=64).contains(&random.len())
+                && random
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// Checks an interface slug: `^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]$` and not reserved.
+pub fn slug(slug: &str) -> Result<(), String> {
+    if !slug_is_well_formed(slug) {
         return Err(format!(
             "slug `{slug}` is invalid: use 2–64 lowercase letters, digits and dashes, \
              starting and ending with a letter or digit"
@@ -69,6 +88,11 @@ pub fn text(field: &str, value: &str, max_chars: usize) -> Result<(), String> {
     if value.trim().is_empty() {
         return Err(format!("{field} must not be empty"));
     }
+    if value.contains('\0') {
+        return Err(format!(
+            "{field} contains a NUL character, which is not allowed"
+        ));
+    }
     let chars = value.chars().count();
     if chars > max_chars {
         return Err(format!(
@@ -76,6 +100,23 @@ pub fn text(field: &str, value: &str, max_chars: usize) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Checks that text a visitor typed holds no control characters but line breaks and tabs: a
+/// browser's text field never produces others, and they would reach an operator's terminal
+/// (`airlock-bridge sessions show`) as escape sequences. (NUL is refused earlier, for every
+/// JSON body.)
+pub fn typed_text(field: &str, value: &str) -> Result<(), String> {
+    match value
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        Some(c) => Err(format!(
+            "{field} contains the control character U+{:04X}; only line breaks and tabs are allowed",
+            u32::from(c)
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Checks the look of an interface. The values end up in CSS custom properties and attributes
@@ -222,6 +263,21 @@ pub fn rate_limit(limit: &airlock_shared::admin::RateLimit) -> Result<(), (&'sta
             "rate_limit.window_secs",
             "use 1 to 86400 seconds (a day)".into(),
         ));
+    }
+    Ok(())
+}
+
+/// Checks an interface's allowed origins: each one well-formed, and `*` (any origin) only as the
+/// sole entry, where it cannot hide a list that looks restrictive.
+pub fn origins(origins: &[String]) -> Result<(), String> {
+    for value in origins {
+        origin(value)?;
+    }
+    if origins.len() > 1 && origins.iter().any(|o| o == "*") {
+        return Err(
+            "`*` allows every origin, so it must be the only entry; remove it or the others"
+                .to_string(),
+        );
     }
     Ok(())
 }
@@ -511,6 +567,48 @@ mod tests {
         ] {
             assert!(super::origin(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_star_is_allowed_only_alone() {
+        let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(super::origins(&list(&["*"])).is_ok());
+        assert!(super::origins(&list(&[])).is_ok());
+        assert!(super::origins(&list(&["https://a.example", "http://b.example:8080"])).is_ok());
+        let mixed = super::origins(&list(&["https://a.example", "*"])).unwrap_err();
+        assert!(mixed.contains("only entry"), "{mixed}");
+        assert!(super::origins(&list(&["https://a.example/"])).is_err());
+    }
+
+    #[test]
+    fn path_ids_and_slugs_are_checked_by_shape() {
+        assert!(super::id_is_well_formed(
+            "ses",
+            &crate::tokens::new_id("ses")
+        ));
+        assert!(super::id_is_well_formed("ses", "ses_nope"));
+        for bad in [
+            "", "ses", "ses_", "msg_abc", "ses_a b", "ses_a\0", "ses_é", "sesx_abc",
+        ] {
+            assert!(!super::id_is_well_formed("ses", bad), "{bad:?}");
+        }
+        assert!(!super::id_is_well_formed(
+            "ses",
+            &format!("ses_{}", "a".repeat(65))
+        ));
+        assert!(
+            super::slug_is_well_formed("admin"),
+            "reserved, yet well-formed"
+        );
+        assert!(!super::slug_is_well_formed("de\0mo"));
+    }
+
+    #[test]
+    fn typed_text_keeps_line_breaks_and_tabs_only() {
+        assert!(super::typed_text("text", "two\nlines\r\n\tindented").is_ok());
+        let escape = super::typed_text("text", "red \u{1b}[31m").unwrap_err();
+        assert!(escape.contains("U+001B"), "{escape}");
+        assert!(super::typed_text("text", "nul \0").is_err());
     }
 
     #[test]

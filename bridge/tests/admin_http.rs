@@ -14,8 +14,8 @@ use airlock_bridge::store::{NewSession, StoreOptions};
 use airlock_bridge::testing::TestBridge;
 use airlock_bridge::tokens::{hash_secret, new_id};
 use airlock_shared::admin::{
-    AdminEvent, AuditEntry, AuditPage, Connector, DeadLetter, ExportRow, List, SessionPage,
-    SessionSummary, Stats,
+    AdminEvent, AuditEntry, AuditPage, Connector, DataRemoved, DeadLetter, ExportRow, List,
+    SessionPage, SessionSummary, Stats,
 };
 use airlock_shared::connector::{ClaimResponse, ClaimedItem};
 use airlock_shared::visitor::SessionCreated;
@@ -851,7 +851,89 @@ async fn the_audit_log_pages_newest_first_and_names_the_key(bridge: TestBridge) 
     bridge.shutdown().await;
 }
 
+async fn a_visitor_is_forgotten_on_request(bridge: TestBridge) {
+    let client = Client::new(&bridge);
+    let gone = client.open_session(None).await;
+    let kept = client.open_session(None).await;
+    assert_eq!(
+        client.send(&gone, "forget me").await.status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        client.send(&kept, "keep me").await.status(),
+        StatusCode::ACCEPTED
+    );
+
+    let forget = |body: Value| {
+        client
+            .admin(Method::POST, "visitors/forget")
+            .json(&body)
+            .send()
+    };
+    let response = forget(json!({"visitor_id": gone.visitor_id}))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let removed: DataRemoved = response.json().await.unwrap();
+    assert_eq!(
+        removed,
+        DataRemoved {
+            sessions: 1,
+            messages: 1,
+            attachments: 0
+        }
+    );
+    // Gone for the admin and for the visitor's own token; the other visitor is untouched.
+    let missing = client
+        .admin(Method::GET, &format!("sessions/{}", gone.session_id))
+        .send()
+        .await
+        .unwrap();
+    assert_error(missing, StatusCode::NOT_FOUND, "session_not_found").await;
+    let poll = client
+        .http
+        .get(format!(
+            "{}/api/v1/sessions/{}/messages",
+            client.base, gone.session_id
+        ))
+        .bearer_auth(&gone.session_token)
+        .send()
+        .await
+        .unwrap();
+    assert_error(poll, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let still: Value = client
+        .admin_json(Method::GET, &format!("sessions/{}", kept.session_id))
+        .await;
+    assert_eq!(still["messages"][0]["text"], "keep me");
+
+    // Audited, with what went.
+    let audit: AuditPage = client.admin_json(Method::GET, "audit?limit=1").await;
+    let entry = &audit.items[0];
+    assert_eq!(entry.action, "visitor.forget");
+    assert_eq!(entry.target, format!("visitor_id={}", gone.visitor_id));
+    assert_eq!(entry.detail.as_ref().unwrap()["messages"], 1);
+
+    // Again: nothing left, still fine. Bad requests name the field.
+    let again: DataRemoved = forget(json!({"visitor_id": gone.visitor_id}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, DataRemoved::default());
+    for body in [
+        json!({}),
+        json!({"visitor_id": "ses_not_a_visitor"}),
+        json!({"visitor_id": gone.visitor_id, "email": "x@example.com"}),
+    ] {
+        let refused = forget(body).await.unwrap();
+        assert_error(refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    }
+    bridge.shutdown().await;
+}
+
 on_both_backends!(
+    a_visitor_is_forgotten_on_request,
     admins_need_the_admin_key,
     sessions_are_searched_paged_ended_and_deleted,
     the_export_streams_every_message_as_jsonl_or_csv,
@@ -862,3 +944,64 @@ on_both_backends!(
     the_event_tail_shows_sessions_messages_and_admin_actions,
     the_audit_log_pages_newest_first_and_names_the_key,
 );
+
+/// Starts a bridge configured to keep sessions 30 days on `store`, which already holds one
+/// session inactive for 40 days and one from today; the old one must go at start-up, audited.
+async fn sessions_past_the_retention_period_are_deleted_at_start_up(
+    store: airlock_bridge::store::Store,
+) {
+    const DAY: i64 = 86_400_000;
+    let clock = Arc::new(ManualClock::new());
+    let now = airlock_bridge::clock::Clock::now_ms(clock.as_ref());
+    let ifc = common::interface(&store, "kept-a-month").await;
+    let old = common::session(&store, &ifc, now - 40 * DAY).await;
+    let recent = common::session(&store, &ifc, now - DAY).await;
+    let mut config = airlock_bridge::Config::defaults();
+    config.retention_days = 30;
+    let bridge = TestBridge::start_configured(store.clone(), Some(clock), None, config).await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.session(&old.id).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old session is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(store.session(&recent.id).await.unwrap().is_some());
+    // The audit entry is written just after the purge's last batch.
+    let client = Client::new(&bridge);
+    let entry = loop {
+        let audit: AuditPage = client.admin_json(Method::GET, "audit").await;
+        if let Some(entry) = audit
+            .items
+            .into_iter()
+            .find(|e| e.action == "sessions.purge")
+        {
+            break entry;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the purge is not in the audit log"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(entry.actor, "retention");
+    assert_eq!(entry.target, "30 days");
+    assert_eq!(entry.detail.as_ref().unwrap()["sessions"], 1);
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn sessions_past_the_retention_period_are_deleted_on_sqlite() {
+    let db = common::TestDb::sqlite(StoreOptions::default()).await;
+    sessions_past_the_retention_period_are_deleted_at_start_up(db.store.clone()).await;
+}
+
+#[tokio::test]
+async fn sessions_past_the_retention_period_are_deleted_on_postgres() {
+    let Some(db) = common::TestDb::postgres(StoreOptions::default()).await else {
+        return;
+    };
+    sessions_past_the_retention_period_are_deleted_at_start_up(db.store.clone()).await;
+}

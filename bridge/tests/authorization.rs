@@ -48,6 +48,8 @@ struct World {
     /// Visitor one's session on `demo`, with a message leased to `connector`.
     session: String,
     token: String,
+    /// Visitor one's visitor id.
+    visitor_id: String,
     other_token: String,
     /// The lease `connector` holds on visitor one's message.
     lease: String,
@@ -230,6 +232,7 @@ impl World {
         World {
             session,
             token,
+            visitor_id: one["visitor_id"].as_str().unwrap().to_string(),
             other_token: two["session_token"].as_str().unwrap().to_string(),
             lease,
             attachment,
@@ -463,6 +466,12 @@ fn table() -> Vec<Row> {
         row(M::GET, "/api/v1/admin/events", None, ADMIN_ONLY),
         row(M::GET, "/api/v1/admin/audit", None, ADMIN_ONLY),
         row(M::GET, "/api/v1/admin/attachments/{id}", None, ADMIN_ONLY),
+        row(
+            M::POST,
+            "/api/v1/admin/visitors/forget",
+            Some(json!({"visitor_id": "{visitor_id}"})),
+            ADMIN_ONLY,
+        ),
     ]
 }
 
@@ -480,7 +489,10 @@ async fn send(world: &World, row: &Row, caller: Caller) -> (StatusCode, String) 
             .unwrap();
         request = request.multipart(reqwest::multipart::Form::new().part("file", part));
     } else if let Some(body) = &row.body {
-        request = request.json(body);
+        let body = body.to_string().replace("{visitor_id}", &world.visitor_id);
+        request = request
+            .header("content-type", "application/json")
+            .body(body);
     }
     let response = request.send().await.expect("the bridge answers");
     let status = response.status();

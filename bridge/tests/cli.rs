@@ -22,6 +22,19 @@ fn bridge(data_dir: &Path, args: &[&str]) -> Output {
         .expect("run airlock-bridge")
 }
 
+/// Like [`bridge`], with extra environment variables.
+fn bridge_with_env(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AIRLOCK_DATA_DIR", data_dir)
+        .envs(env.iter().copied())
+        .current_dir(data_dir)
+        .output()
+        .expect("run airlock-bridge")
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -723,4 +736,197 @@ fn identity_settings_are_set_from_files_and_the_secret_is_never_printed() {
     assert!(removed.status.success(), "{}", stderr(&removed));
     let removed: Value = serde_json::from_slice(&removed.stdout).unwrap();
     assert_eq!(removed["identity"], Value::Null);
+}
+
+/// The database of `data_dir`, as the CLI opens it.
+async fn open_store(data_dir: &Path) -> airlock_bridge::store::Store {
+    use airlock_bridge::store::{Store, StoreOptions, sqlite_url};
+    Store::connect(&sqlite_url(data_dir), &StoreOptions::default())
+        .await
+        .expect("open the data directory's database")
+}
+
+#[test]
+fn old_sessions_are_purged_and_a_visitor_forgotten_from_the_cli() {
+    use airlock_bridge::store::{NewAttachment, NewSession};
+    use airlock_bridge::tokens::{hash_secret, new_id};
+    const DAY: i64 = 86_400_000;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    // A session inactive for 40 days (a message and a file) and one from yesterday, written
+    // straight into the database the CLI will open.
+    let (old, recent) = runtime.block_on(async {
+        let store = open_store(dir.path()).await;
+        let mut demo = airlock_bridge::manage::demo_interface();
+        demo.slug = "support".into();
+        let ifc = airlock_bridge::manage::create_interface(&store, demo, 0)
+            .await
+            .unwrap()
+            .id;
+        let mut sessions = Vec::new();
+        for at in [now - 40 * DAY, now - DAY] {
+            let session = store
+                .create_session(
+                    &NewSession {
+                        interface_id: ifc.clone(),
+                        token_hash: hash_secret(&new_id("tok")),
+                        resume_hash: hash_secret(&new_id("res")),
+                        ..NewSession::default()
+                    },
+                    at,
+                )
+                .await
+                .unwrap();
+            store
+                .send_user_message(&session.id, "c1", "hello", &[], None, at)
+                .await
+                .unwrap();
+            sessions.push(session);
+        }
+        store
+            .store_attachment(
+                NewAttachment {
+                    session_id: sessions[0].id.clone(),
+                    interface_id: ifc.clone(),
+                    filename: "old.txt".into(),
+                    content_type: "text/plain".into(),
+                    data: b"old".to_vec(),
+                },
+                now - 40 * DAY,
+            )
+            .await
+            .unwrap();
+        // The agent answered both, so no message is waiting for it.
+        let (connector, _) = airlock_bridge::manage::create_connector_key(&store, "agent", &[], 0)
+            .await
+            .unwrap();
+        let items = store
+            .claim(&connector, 10, 30_000, 20, now)
+            .await
+            .unwrap()
+            .items;
+        for item in items {
+            // Answered when it was written, so the reply does not make it recent.
+            let at = if item.session.id == sessions[0].id {
+                now - 40 * DAY
+            } else {
+                now - DAY
+            };
+            store
+                .reply(&item.lease_id, &connector, "hi", at)
+                .await
+                .unwrap();
+        }
+        store.close().await;
+        (sessions[0].clone(), sessions[1].clone())
+    });
+    let sessions_left = || {
+        runtime.block_on(async {
+            let store = open_store(dir.path()).await;
+            let mut left = Vec::new();
+            for id in [&old.id, &recent.id] {
+                if store.session(id).await.unwrap().is_some() {
+                    left.push(id.clone());
+                }
+            }
+            store.close().await;
+            left
+        })
+    };
+
+    let dry = bridge(
+        dir.path(),
+        &["purge", "--older-than-days", "30", "--dry-run"],
+    );
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(
+        stdout(&dry).contains("Would delete 1 session(s) inactive for more than 30 days")
+            && stdout(&dry).contains("with 2 message(s) and 1 attachment(s)")
+            && stdout(&dry).contains("Nothing was deleted"),
+        "{}",
+        stdout(&dry)
+    );
+    // The configured retention is the default; --json for scripts.
+    let configured = bridge_with_env(
+        dir.path(),
+        &[("AIRLOCK_RETENTION_DAYS", "30")],
+        &["purge", "--dry-run", "--json"],
+    );
+    assert!(configured.status.success(), "{}", stderr(&configured));
+    let report: Value = serde_json::from_slice(&configured.stdout).unwrap();
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["older_than_days"], 30);
+    assert_eq!(report["sessions"], 1);
+    assert_eq!(sessions_left().len(), 2, "a dry run deletes nothing");
+
+    let unconfirmed = bridge(dir.path(), &["purge", "--older-than-days", "30"]);
+    assert!(!unconfirmed.status.success());
+    assert!(
+        stderr(&unconfirmed).contains("--yes"),
+        "{}",
+        stderr(&unconfirmed)
+    );
+    let no_days = bridge(dir.path(), &["purge", "--dry-run"]);
+    assert!(!no_days.status.success());
+    assert!(
+        stderr(&no_days).contains("--older-than-days"),
+        "{}",
+        stderr(&no_days)
+    );
+    assert_eq!(sessions_left().len(), 2);
+
+    let purged = bridge(dir.path(), &["purge", "--older-than-days", "30", "--yes"]);
+    assert!(purged.status.success(), "{}", stderr(&purged));
+    assert!(
+        stdout(&purged).contains("Deleted 1 session(s) inactive for more than 30 days"),
+        "{}",
+        stdout(&purged)
+    );
+    assert_eq!(sessions_left(), std::slice::from_ref(&recent.id));
+
+    let bad = bridge(dir.path(), &["forget", "--visitor-id", "nobody", "--yes"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("not a visitor id"),
+        "{}",
+        stderr(&bad)
+    );
+    let forgotten = bridge(
+        dir.path(),
+        &[
+            "forget",
+            "--visitor-id",
+            &recent.visitor_id,
+            "--yes",
+            "--json",
+        ],
+    );
+    assert!(forgotten.status.success(), "{}", stderr(&forgotten));
+    let removed: Value = serde_json::from_slice(&forgotten.stdout).unwrap();
+    assert_eq!(
+        removed,
+        serde_json::json!({"sessions": 1, "messages": 2, "attachments": 0})
+    );
+    assert!(sessions_left().is_empty());
+
+    // Both are in the audit log as the CLI's.
+    let audit = runtime.block_on(async {
+        let store = open_store(dir.path()).await;
+        let entries = store.list_audit(None, 10).await.unwrap();
+        store.close().await;
+        entries
+    });
+    let purge = audit.iter().find(|e| e.action == "sessions.purge").unwrap();
+    assert_eq!(
+        (purge.actor.as_str(), purge.target.as_str()),
+        ("cli", "30 days")
+    );
+    assert_eq!(purge.detail.as_ref().unwrap()["attachments"], 1);
+    let forget = audit.iter().find(|e| e.action == "visitor.forget").unwrap();
+    assert_eq!(forget.actor, "cli");
+    assert_eq!(forget.target, format!("visitor_id={}", recent.visitor_id));
 }

@@ -642,6 +642,82 @@ async fn identity_settings_are_validated_and_the_secret_never_shown(bridge: Test
     bridge.shutdown().await;
 }
 
+async fn a_signed_in_user_is_forgotten_on_every_interface_and_device(bridge: TestBridge) {
+    interface(&bridge, "shop", hs256_settings()).await;
+    interface(&bridge, "help", hs256_settings()).await;
+    let laptop = opened(
+        &bridge,
+        "shop",
+        json!({"identity_token": user_token(&bridge, "u-1")}),
+        StatusCode::CREATED,
+    )
+    .await;
+    send(&bridge, &laptop, "c-1", "please forget me").await;
+    let phone = opened(
+        &bridge,
+        "shop",
+        json!({"identity_token": user_token(&bridge, "u-1")}),
+        StatusCode::OK,
+    )
+    .await;
+    let elsewhere = opened(
+        &bridge,
+        "help",
+        json!({"identity_token": user_token(&bridge, "u-1")}),
+        StatusCode::CREATED,
+    )
+    .await;
+    let someone_else = opened(
+        &bridge,
+        "shop",
+        json!({"identity_token": user_token(&bridge, "u-2")}),
+        StatusCode::CREATED,
+    )
+    .await;
+    send(&bridge, &someone_else, "c-1", "keep me").await;
+    let anonymous = opened(&bridge, "shop", json!({}), StatusCode::CREATED).await;
+
+    let removed = admin(
+        &bridge,
+        Method::POST,
+        "/visitors/forget",
+        Some(json!({"user_id": "u-1"})),
+    )
+    .await;
+    assert_eq!(removed["sessions"], 2, "{removed}");
+    assert_eq!(removed["messages"], 1, "{removed}");
+    // Both devices' tokens and the other interface's session are gone; nobody else's data is.
+    for gone in [&laptop, &phone, &elsewhere] {
+        assert_eq!(poll(&bridge, gone).await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(texts(&bridge, &someone_else).await, ["keep me"]);
+    assert_eq!(poll(&bridge, &anonymous).await.status(), StatusCode::OK);
+    let audit = admin(&bridge, Method::GET, "/audit", None).await;
+    let entry = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "visitor.forget")
+        .expect("the deletion is audited");
+    assert_eq!(entry["target"], "identity_user_id=u-1");
+
+    // Naming a visitor two ways, or no way, is refused.
+    for body in [
+        json!({}),
+        json!({"user_id": "u-1", "visitor_id": laptop.visitor_id}),
+    ] {
+        let refused = http()
+            .post(format!("{}/api/v1/admin/visitors/forget", bridge.url))
+            .bearer_auth(&bridge.admin_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    bridge.shutdown().await;
+}
+
 on_both_backends!(
     valid_tokens_of_both_algorithms_sign_the_visitor_in,
     each_bad_token_is_refused_with_the_reason,
@@ -651,4 +727,5 @@ on_both_backends!(
     a_signed_in_visitors_idle_session_is_not_joined_again,
     the_reaper_expires_idle_sessions_without_a_visitor_call,
     identity_settings_are_validated_and_the_secret_never_shown,
+    a_signed_in_user_is_forgotten_on_every_interface_and_device,
 );

@@ -947,7 +947,8 @@ async fn the_widget_and_its_pages_are_served_with_strict_headers() {
 
     for (path, framing) in [
         ("/c/demo", "frame-ancestors 'self'"),
-        ("/embed/demo", "frame-ancestors *"),
+        // `demo` lists no origin: only the bridge's own pages may frame it.
+        ("/embed/demo", "frame-ancestors 'self'"),
     ] {
         let page = get(path).await.unwrap();
         assert_eq!(page.status(), StatusCode::OK, "{path}");
@@ -1070,9 +1071,17 @@ async fn an_interface_look_is_validated_and_reaches_the_public_config() {
 }
 
 #[tokio::test]
-async fn browsers_on_other_sites_may_call_the_visitor_api() {
+async fn browsers_call_the_visitor_api_from_the_sites_the_interface_allows() {
     let bridge = TestBridge::start().await;
     let http = http();
+    let allowed = http
+        .patch(format!("{}/api/v1/admin/interfaces/demo", bridge.url))
+        .bearer_auth(&bridge.admin_key)
+        .json(&json!({"allowed_origins": ["https://shop.example"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
     // The preflight a browser sends before a JSON POST from another origin.
     let preflight = http
         .request(
@@ -1088,8 +1097,11 @@ async fn browsers_on_other_sites_may_call_the_visitor_api() {
         .send()
         .await
         .unwrap();
-    assert_eq!(preflight.status(), StatusCode::OK);
-    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
     assert_eq!(preflight.headers()["access-control-max-age"], "7200");
     let opened = http
         .post(format!("{}/api/v1/interfaces/demo/sessions", bridge.url))
@@ -1099,7 +1111,18 @@ async fn browsers_on_other_sites_may_call_the_visitor_api() {
         .await
         .unwrap();
     assert_eq!(opened.status(), StatusCode::CREATED);
-    assert_eq!(opened.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        opened.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    let elsewhere = http
+        .post(format!("{}/api/v1/interfaces/demo/sessions", bridge.url))
+        .header("origin", "https://elsewhere.example")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(elsewhere, StatusCode::FORBIDDEN, "origin_not_allowed").await;
     // Wrong methods still get the envelope.
     let wrong = http
         .delete(format!("{}/api/v1/interfaces/demo/sessions", bridge.url))

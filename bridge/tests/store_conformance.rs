@@ -983,6 +983,164 @@ mod cases {
         ));
     }
 
+    pub async fn a_purge_deletes_inactive_sessions_but_not_work_in_flight(store: Store) {
+        const DAY: i64 = 86_400_000;
+        let ifc = interface(&store, "support").await;
+        let c = connector(&store, "agent", &[]).await;
+        // An old conversation, answered, with a file.
+        let old = session(&store, &ifc, T0).await;
+        let file = store
+            .store_attachment(
+                NewAttachment {
+                    session_id: old.id.clone(),
+                    interface_id: ifc.clone(),
+                    filename: "a.txt".into(),
+                    content_type: "text/plain".into(),
+                    data: b"hello".to_vec(),
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        store
+            .send_user_message(
+                &old.id,
+                "1",
+                "old",
+                std::slice::from_ref(&file.id),
+                None,
+                T0 + 1,
+            )
+            .await
+            .unwrap();
+        let item = store.claim(&c, 1, LEASE, 20, T0 + 2).await.unwrap().items;
+        store
+            .reply(&item[0].lease_id, &c, "ok", T0 + 3)
+            .await
+            .unwrap();
+        // Just as old, but a message is leased to the agent, or still queued for it.
+        let leased = session(&store, &ifc, T0).await;
+        store
+            .send_user_message(&leased.id, "1", "leased", &[], None, T0 + 4)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .claim(&c, 1, LEASE, 20, T0 + 5)
+                .await
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
+        let queued = session(&store, &ifc, T0).await;
+        store
+            .send_user_message(&queued.id, "1", "queued", &[], None, T0 + 6)
+            .await
+            .unwrap();
+        // Recent enough to keep, and more old empty ones than one batch deletes.
+        let recent = session(&store, &ifc, T0 + 40 * DAY).await;
+        let extra = airlock_bridge::store::DELETE_BATCH as usize + 10;
+        for _ in 0..extra {
+            session(&store, &ifc, T0 + 7).await;
+        }
+
+        let cutoff = T0 + 30 * DAY;
+        let expected = airlock_bridge::store::Removed {
+            sessions: 1 + extra as u64,
+            messages: 2,
+            attachments: 1,
+        };
+        assert_eq!(store.count_inactive(cutoff).await.unwrap(), expected);
+        assert_eq!(store.purge_inactive(cutoff).await.unwrap(), expected);
+        assert!(store.session(&old.id).await.unwrap().is_none());
+        assert!(store.transcript(&old.id).await.unwrap().is_empty());
+        assert!(store.attachment(&file.id).await.unwrap().is_none());
+        for kept in [&leased, &queued, &recent] {
+            assert!(
+                store.session(&kept.id).await.unwrap().is_some(),
+                "{}",
+                kept.id
+            );
+        }
+        assert_eq!(
+            store.transcript(&queued.id).await.unwrap()[0].text,
+            "queued"
+        );
+        // Nothing left to purge; the work in flight still goes to the agent.
+        assert_eq!(
+            store.count_inactive(cutoff).await.unwrap(),
+            airlock_bridge::store::Removed::default()
+        );
+        assert_eq!(
+            store.purge_inactive(cutoff).await.unwrap(),
+            airlock_bridge::store::Removed::default()
+        );
+        let next = store
+            .claim(&c, 10, LEASE, 20, T0 + 10 * LEASE)
+            .await
+            .unwrap()
+            .items;
+        let mut texts: Vec<_> = next.iter().map(|i| i.message.text.as_str()).collect();
+        texts.sort();
+        assert_eq!(texts, ["leased", "queued"]);
+    }
+
+    pub async fn forgetting_a_visitor_deletes_all_of_theirs_and_nothing_else(store: Store) {
+        use airlock_bridge::store::{Removed, VisitorSelector};
+        let ifc = interface(&store, "support").await;
+        let gone = session(&store, &ifc, T0).await;
+        let other = session(&store, &ifc, T0).await;
+        let file = store
+            .store_attachment(
+                NewAttachment {
+                    session_id: gone.id.clone(),
+                    interface_id: ifc.clone(),
+                    filename: "pending.txt".into(),
+                    content_type: "text/plain".into(),
+                    data: b"not sent yet".to_vec(),
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        store
+            .send_user_message(&gone.id, "1", "forget me", &[], None, T0 + 1)
+            .await
+            .unwrap();
+        store
+            .send_user_message(&other.id, "1", "keep me", &[], None, T0 + 2)
+            .await
+            .unwrap();
+
+        let visitor = VisitorSelector::VisitorId(gone.visitor_id.clone());
+        assert_eq!(
+            visitor.describe(),
+            format!("visitor_id={}", gone.visitor_id)
+        );
+        let removed = store.forget_visitor(&visitor).await.unwrap();
+        assert_eq!(
+            removed,
+            Removed {
+                sessions: 1,
+                messages: 1,
+                attachments: 1
+            }
+        );
+        assert!(store.session(&gone.id).await.unwrap().is_none());
+        assert!(store.attachment(&file.id).await.unwrap().is_none());
+        // Its queued message no longer reaches the agent; the other visitor's does.
+        let c = connector(&store, "agent", &[]).await;
+        let items = store.claim(&c, 10, LEASE, 20, T0 + 3).await.unwrap().items;
+        let texts: Vec<_> = items.iter().map(|i| i.message.text.as_str()).collect();
+        assert_eq!(texts, ["keep me"]);
+        // Forgetting again finds nothing.
+        assert_eq!(
+            store.forget_visitor(&visitor).await.unwrap(),
+            Removed::default()
+        );
+    }
+
     pub async fn the_export_reads_the_messages_of_many_sessions_at_once(store: Store) {
         let ifc = interface(&store, "support").await;
         let a = session(&store, &ifc, T0).await;
@@ -1342,4 +1500,6 @@ conformance!(
     stats_count_a_known_period,
     an_interface_listing_connectors_is_claimed_only_by_them,
     interfaces_are_renamed_and_deleted_with_their_sessions,
+    a_purge_deletes_inactive_sessions_but_not_work_in_flight,
+    forgetting_a_visitor_deletes_all_of_theirs_and_nothing_else,
 );

@@ -3,6 +3,10 @@
 //! themselves, `web/tests/*.test.mjs`, with `node --test`: headless Chromium driven by Playwright
 //! plays the visitor, on a third-party page, in an iframe, on the hosted page and on a phone.
 //!
+//! The third-party sites the journeys embed the widget in are the interfaces' allowed origins:
+//! each journey file gets a port reserved here (`AIRLOCK_SITE_PORTS`), and every interface lists
+//! `http://127.0.0.1:<port>` of each. A site on any other port is a stranger the bridge refuses.
+//!
 //! The `files` interface accepts attachments (two files, 1 MB, PNG and plain text), so a journey
 //! can upload real files and ask the admin API what was stored.
 //!
@@ -62,11 +66,20 @@ async fn the_widget_works_for_visitors_in_a_real_browser() {
     config.reads_per_ip_per_minute = 0;
     let bridge = TestBridge::start_with_config(config).await;
     let http = http();
+    // Each journey file's third-party site gets a port of its own, known before the interfaces
+    // are made, so the interfaces can list those sites as their allowed origins.
+    let site_ports = reserve_site_ports(&root);
+    let origins: Vec<String> = site_ports
+        .iter()
+        .map(|(_, port)| format!("http://127.0.0.1:{port}"))
+        .collect();
+    allow_origins(&http, &bridge, "demo", &origins).await;
     create_interface(
         &http,
         &bridge,
         json!({
             "slug": "shop",
+            "allowed_origins": origins,
             "title": "Acme support",
             "description": "Questions about an order? We answer in seconds.",
             "welcome_message": "Hi! Ask us anything about your order.",
@@ -84,6 +97,7 @@ async fn the_widget_works_for_visitors_in_a_real_browser() {
         &bridge,
         json!({
             "slug": OFFLINE,
+            "allowed_origins": origins,
             "title": "After-hours desk",
             "welcome_message": "Leave a message; we answer when we are back.",
             "persistence": "local",
@@ -97,6 +111,7 @@ async fn the_widget_works_for_visitors_in_a_real_browser() {
         &bridge,
         json!({
             "slug": "files",
+            "allowed_origins": origins,
             "title": "Send us a file",
             "welcome_message": "Attach a screenshot or a text file.",
             "persistence": "local",
@@ -156,7 +171,7 @@ async fn the_widget_works_for_visitors_in_a_real_browser() {
         stop.clone(),
     ));
 
-    let passed = run_node_tests(&root, &bridge, &artifacts, &chromium).await;
+    let passed = run_node_tests(&root, &bridge, &artifacts, &chromium, &site_ports).await;
 
     stop.cancel();
     for task in [connector, late_connector] {
@@ -182,20 +197,13 @@ async fn run_node_tests(
     bridge: &TestBridge,
     artifacts: &Path,
     chromium: &Path,
+    site_ports: &[(String, u16)],
 ) -> bool {
-    let tests_dir = root.join("web").join("tests");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&tests_dir)
-        .expect("read web/tests")
-        .map(|entry| entry.expect("read web/tests").path())
-        .filter(|path| path.to_string_lossy().ends_with(".test.mjs"))
-        .filter(|path| picked(path))
+    let files = journey_files(root);
+    let site_ports: Vec<String> = site_ports
+        .iter()
+        .map(|(file, port)| format!("{file}={port}"))
         .collect();
-    files.sort();
-    assert!(
-        !files.is_empty(),
-        "no *.test.mjs in {}",
-        tests_dir.display()
-    );
 
     let mut node = tokio::process::Command::new("node")
         .arg("--test")
@@ -207,6 +215,7 @@ async fn run_node_tests(
         .env("AIRLOCK_IDENTITY_SECRET", IDENTITY_SECRET)
         .env("AIRLOCK_ARTIFACTS", artifacts)
         .env("CHROMIUM", chromium)
+        .env("AIRLOCK_SITE_PORTS", site_ports.join(","))
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
@@ -223,6 +232,57 @@ async fn run_node_tests(
             );
         }
     }
+}
+
+/// The journey files to run: every `web/tests/*.test.mjs` that `AIRLOCK_BROWSER_TESTS` picks.
+fn journey_files(root: &Path) -> Vec<PathBuf> {
+    let tests_dir = root.join("web").join("tests");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&tests_dir)
+        .expect("read web/tests")
+        .map(|entry| entry.expect("read web/tests").path())
+        .filter(|path| path.to_string_lossy().ends_with(".test.mjs"))
+        .filter(|path| picked(path))
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no *.test.mjs in {}",
+        tests_dir.display()
+    );
+    files
+}
+
+/// A free port on 127.0.0.1 for each journey file's third-party site (`startHostSite` in
+/// web/tests/harness.mjs listens on it), by file name. The files run in parallel, so each needs
+/// its own; the port is free when chosen and taken again by the journey a moment later.
+fn reserve_site_ports(root: &Path) -> Vec<(String, u16)> {
+    journey_files(root)
+        .iter()
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            (name, listener.local_addr().expect("its address").port())
+        })
+        .collect()
+}
+
+/// Lets the third-party sites embed `slug` (the seeded `demo` allows only the bridge's own pages).
+async fn allow_origins(
+    http: &reqwest::Client,
+    bridge: &TestBridge,
+    slug: &str,
+    origins: &[String],
+) {
+    let response = http
+        .patch(format!("{}/api/v1/admin/interfaces/{slug}", bridge.url))
+        .bearer_auth(&bridge.admin_key)
+        .json(&json!({ "allowed_origins": origins }))
+        .send()
+        .await
+        .expect("PATCH /admin/interfaces");
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "allowing origins on {slug}: {text}");
 }
 
 /// Whether `AIRLOCK_BROWSER_TESTS` (comma-separated words; unset or empty: everything) picks the

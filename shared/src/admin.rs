@@ -43,7 +43,9 @@ pub struct CreateInterface {
     /// Visitor messages allowed per window; default 10 per 60 s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
-    /// Origins (`https://example.com[:port]`, or `*`) allowed to embed the chat; empty = any.
+    /// Origins (`https://example.com[:port]`) whose pages may embed the chat, besides the
+    /// bridge's own; empty = only the bridge's own pages (`/c/{slug}`, `/embed/{slug}`);
+    /// `["*"]` = any site (`*` only alone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<String>,
     /// Ids of the connector keys that may serve this interface; empty = any connector whose own
@@ -381,7 +383,8 @@ pub struct List<T> {
 pub struct AuditEntry {
     pub id: String,
     pub at: DateTime<Utc>,
-    /// Who acted: `admin_key:<id> (<name>)`, `configured admin key`, or `cli`.
+    /// Who acted: `admin_key:<id> (<name>)`, `configured admin key`, `cli`, or `retention`
+    /// (the bridge deleting sessions past `AIRLOCK_RETENTION_DAYS`).
     pub actor: String,
     /// What was done, e.g. `interface.update`.
     pub action: String,
@@ -405,6 +408,31 @@ pub struct AuditPage {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeletedId {
     pub deleted: String,
+}
+
+/// `POST /admin/visitors/forget`: whose data to delete. Give exactly one way of naming the
+/// visitor.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ForgetVisitor {
+    /// The `visitor_id` the bridge gave the visitor (`vis_…`, on each of their sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_id: Option<String>,
+    /// A signed-in user's id (the `sub` of their identity token): their sessions on every
+    /// interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+}
+
+/// What a deletion of visitor data removed: sessions, and the messages and attached files that
+/// went with them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DataRemoved {
+    pub sessions: u64,
+    pub messages: u64,
+    pub attachments: u64,
 }
 
 /// One line of `GET /admin/sessions/export`: a message with its session's fields. The CSV

@@ -120,7 +120,25 @@ export function browserSuite() {
 // ---------------------------------------------------------------------------------------------
 // The third-party site: a tiny HTTP server on another port, so another origin than the bridge.
 
-export async function startHostSite() {
+/**
+ * The port demo/tests/browser.rs reserved for this journey file's site: the interfaces list
+ * `http://127.0.0.1:<port>` as an allowed origin (AIRLOCK_SITE_PORTS is `file=port,…`).
+ */
+function listedPort() {
+  const file = path.basename(process.argv[1] ?? '');
+  const entry = (process.env.AIRLOCK_SITE_PORTS ?? '')
+    .split(',')
+    .map((pair) => pair.split('='))
+    .find(([name]) => name === file);
+  if (!entry) throw new Error(`no site port reserved for ${file}: run with cargo test -p airlock-demo --test browser`);
+  return Number(entry[1]);
+}
+
+/**
+ * Starts a third-party site. `listed`: on this file's reserved port, an origin every interface
+ * allows; `listed: false`: on a port of its own, an origin no interface lists.
+ */
+export async function startHostSite({ listed = true } = {}) {
   const pages = new Map();
   const server = http.createServer((req, res) => {
     const pathname = new URL(req.url, 'http://host').pathname;
@@ -138,7 +156,10 @@ export async function startHostSite() {
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
     res.end(html);
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listed ? listedPort() : 0, '127.0.0.1', resolve);
+  });
   const origin = `http://127.0.0.1:${server.address().port}`;
   return {
     origin,

@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiPath, ConnectorAuth};
+use super::extract::{ApiJson, AttachmentIdPath, ConnectorAuth, LeaseIdPath};
 use crate::app::AppState;
 use crate::validate;
 
@@ -102,7 +102,7 @@ async fn claim(
 async fn extend(
     State(state): State<Arc<AppState>>,
     ConnectorAuth(connector): ConnectorAuth,
-    ApiPath(lease_id): ApiPath<String>,
+    LeaseIdPath(lease_id): LeaseIdPath,
     ApiJson(request): ApiJson<ExtendRequest>,
 ) -> Result<Json<LeaseExtended>, ApiError> {
     let lease_ms = lease_ms(request.lease_secs)?;
@@ -120,7 +120,7 @@ async fn extend(
 async fn stream(
     State(state): State<Arc<AppState>>,
     ConnectorAuth(connector): ConnectorAuth,
-    ApiPath(lease_id): ApiPath<String>,
+    LeaseIdPath(lease_id): LeaseIdPath,
     ApiJson(request): ApiJson<StreamRequest>,
 ) -> Result<Json<ReplyState>, ApiError> {
     let delta = match (&request.text_delta, request.typing) {
@@ -150,7 +150,7 @@ async fn stream(
 async fn reply(
     State(state): State<Arc<AppState>>,
     ConnectorAuth(connector): ConnectorAuth,
-    ApiPath(lease_id): ApiPath<String>,
+    LeaseIdPath(lease_id): LeaseIdPath,
     ApiJson(request): ApiJson<ReplyRequest>,
 ) -> Result<Json<ReplyState>, ApiError> {
     validate::text("text", &request.text, MAX_REPLY_CHARS)
@@ -169,7 +169,7 @@ async fn reply(
 async fn fail(
     State(state): State<Arc<AppState>>,
     ConnectorAuth(connector): ConnectorAuth,
-    ApiPath(lease_id): ApiPath<String>,
+    LeaseIdPath(lease_id): LeaseIdPath,
     ApiJson(request): ApiJson<FailRequest>,
 ) -> Result<Json<FailOutcome>, ApiError> {
     let error: String = request.error.chars().take(MAX_ERROR_CHARS).collect();
@@ -190,7 +190,7 @@ async fn fail(
 async fn attachment(
     State(state): State<Arc<AppState>>,
     ConnectorAuth(connector): ConnectorAuth,
-    ApiPath(id): ApiPath<String>,
+    AttachmentIdPath(id): AttachmentIdPath,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("attachment_not_found", "attachment not found");
     let file = state.store.attachment(&id).await?.ok_or_else(not_found)?;

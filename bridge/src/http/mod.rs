@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod connector;
+pub mod cors;
 pub mod error;
 pub mod extract;
 mod files;
@@ -21,7 +22,6 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::CorsLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
@@ -39,7 +39,7 @@ const TRUSTED_BODY_LIMIT: usize = 1024 * 1024;
 
 /// Builds the bridge's router.
 pub fn router(state: Arc<AppState>) -> Router {
-    let (router, spec) = documented_router().split_for_parts();
+    let (router, spec) = documented_router(&state).split_for_parts();
     // The description is the same for every router built in this process; keep the first.
     OPENAPI_JSON.get_or_init(|| {
         spec.to_pretty_json()
@@ -49,6 +49,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(CatchPanicLayer::custom(error::panicked))
+        // Every answer, errors included: never sniffed into another type, and no full URL
+        // (which may hold a preview token) sent to another site. Pages that need stricter
+        // values set their own.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
@@ -65,9 +76,8 @@ fn request_span(request: &Request) -> Span {
 
 /// Every route with its OpenAPI description: routes are only ever added through `routes!`, so the
 /// served API and `/api/openapi.json` cannot drift apart.
-pub fn documented_router() -> OpenApiRouter<Arc<AppState>> {
-    // Visitors call from any site that embeds the chat; they authenticate with bearer tokens,
-    // never cookies, so answering CORS for every origin exposes nothing.
+pub fn documented_router(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
+    // Visitors call from the sites each interface allows (see `cors`).
     // The fallback is set here, inside the CORS layer: set only on the outer router it would
     // answer browsers' preflight `OPTIONS` requests with 405 before CORS could.
     let (visitor, visitor_spec) = public::routes().split_for_parts();
@@ -75,13 +85,19 @@ pub fn documented_router() -> OpenApiRouter<Arc<AppState>> {
         visitor
             .method_not_allowed_fallback(error::method_not_allowed)
             .layer(DefaultBodyLimit::max(VISITOR_BODY_LIMIT))
-            // Browsers may reuse a preflight for two hours instead of repeating it before most
-            // calls.
-            .layer(CorsLayer::permissive().max_age(std::time::Duration::from_secs(7200))),
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                cors::visitor_cors,
+            )),
     );
     *visitor.get_openapi_mut() = visitor_spec;
+    // Admin answers name sessions and visitors: no referrer leaves the admin page with them.
+    let admin = admin::routes().layer(SetResponseHeaderLayer::overriding(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ));
     let trusted = connector::routes()
-        .merge(admin::routes())
+        .merge(admin)
         .layer(DefaultBodyLimit::max(TRUSTED_BODY_LIMIT));
     let api = visitor
         .merge(trusted)

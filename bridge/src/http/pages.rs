@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ApiError;
-use super::extract::{ApiPath, ApiQuery};
+use super::extract::{ApiQuery, SlugPath};
 use super::public::PreviewQuery;
 use crate::app::AppState;
 use crate::validate;
@@ -41,7 +41,12 @@ const ADMIN_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'
 
 /// The pages run only the bridge's own script and styles: no inline code, nothing third-party.
 const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-    img-src 'self' data: https:; connect-src 'self'; base-uri 'none'; form-action 'none'";
+    img-src 'self' data: https:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+    form-action 'none'";
+
+/// The landing page is plain HTML: nothing to load, nothing to frame it.
+const LANDING_CSP: &str = "default-src 'none'; base-uri 'none'; form-action 'none'; \
+    frame-ancestors 'none'";
 
 /// How long browsers and CDNs may reuse the widget before asking again; short, so a bridge
 /// upgrade reaches visitors within minutes.
@@ -64,12 +69,19 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
 
 #[utoipa::path(get, path = "/", tag = "pages", summary = "A short landing page",
     responses((status = 200, content_type = "text/html", description = "HTML")))]
-async fn landing() -> Html<&'static str> {
-    Html(
-        "<!doctype html><meta charset=utf-8><title>Airlock bridge</title>\
-         <p>This is an Airlock bridge. Chat interfaces live at <code>/c/&lt;slug&gt;</code>, \
-         for example <a href=\"/c/demo\">/c/demo</a>.</p>",
+async fn landing() -> Response {
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, LANDING_CSP),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
+        Html(
+            "<!doctype html><meta charset=utf-8><title>Airlock bridge</title>\
+             <p>This is an Airlock bridge. Chat interfaces live at <code>/c/&lt;slug&gt;</code>, \
+             for example <a href=\"/c/demo\">/c/demo</a>.</p>",
+        ),
     )
+        .into_response()
 }
 
 #[utoipa::path(get, path = "/widget.js", tag = "pages", summary = "The embeddable widget script",
@@ -102,16 +114,42 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 #[utoipa::path(get, path = "/c/{slug}", tag = "pages", summary = "The full-page hosted chat",
     params(("slug" = String, Path)),
     responses((status = 200, content_type = "text/html", description = "HTML"), (status = 404, body = ErrorEnvelope)))]
-async fn chat_page(ApiPath(slug): ApiPath<String>) -> Result<Response, ApiError> {
-    host_page(CHAT_PAGE, &slug, "frame-ancestors 'self'")
+async fn chat_page(SlugPath(slug): SlugPath) -> Result<Response, ApiError> {
+    // Framed only by the bridge itself (the admin page's preview).
+    let mut response = host_page(CHAT_PAGE, &slug, "frame-ancestors 'self'")?;
+    response.headers_mut().insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
+    );
+    Ok(response)
 }
 
-/// `GET /embed/{slug}`: the chat filling an `<iframe>` on any site.
-#[utoipa::path(get, path = "/embed/{slug}", tag = "pages", summary = "The chat as a page for an iframe",
+/// `GET /embed/{slug}`: the chat filling an `<iframe>` on the sites the interface allows.
+#[utoipa::path(get, path = "/embed/{slug}", tag = "pages", summary = "The chat as a page for an iframe on the interface's allowed origins",
     params(("slug" = String, Path)),
     responses((status = 200, content_type = "text/html", description = "HTML"), (status = 404, body = ErrorEnvelope)))]
-async fn embed_page(ApiPath(slug): ApiPath<String>) -> Result<Response, ApiError> {
-    host_page(EMBED_PAGE, &slug, "frame-ancestors *")
+async fn embed_page(
+    State(state): State<Arc<AppState>>,
+    SlugPath(slug): SlugPath,
+) -> Result<Response, ApiError> {
+    let allowed = state
+        .store
+        .allowed_origins_by_slug(&slug)
+        .await?
+        .unwrap_or_default();
+    host_page(EMBED_PAGE, &slug, &frame_ancestors(&allowed))
+}
+
+/// Who may frame `/embed/{slug}`: the bridge itself (the admin's preview) and the interface's
+/// allowed origins; anyone for `["*"]`. The origins were validated as plain
+/// `scheme://host[:port]`, so they are safe in the header as they are.
+fn frame_ancestors(allowed: &[String]) -> String {
+    if allowed.len() == 1 && allowed[0] == "*" {
+        return "frame-ancestors *".to_string();
+    }
+    let mut sources = vec!["'self'".to_string()];
+    sources.extend(allowed.iter().cloned());
+    format!("frame-ancestors {}", sources.join(" "))
 }
 
 /// `GET /admin`: the admin page. The key never travels in its URL; the page asks for it.
@@ -122,7 +160,7 @@ async fn admin_page() -> Response {
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CONTENT_SECURITY_POLICY, ADMIN_CSP),
-            (header::REFERRER_POLICY, "no-referrer"),
+            (header::X_FRAME_OPTIONS, "DENY"),
         ],
         admin_asset_headers(),
         ADMIN_PAGE,
@@ -151,11 +189,13 @@ fn admin_asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// Revalidated on every load, so an upgraded bridge never runs a stale admin script; sniffing off.
-fn admin_asset_headers() -> [(header::HeaderName, &'static str); 2] {
+/// Revalidated on every load, so an upgraded bridge never runs a stale admin script; sniffing
+/// off; no referrer.
+fn admin_asset_headers() -> [(header::HeaderName, &'static str); 3] {
     [
         (header::CACHE_CONTROL, "no-cache"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
     ]
 }
 
@@ -166,7 +206,7 @@ fn admin_asset_headers() -> [(header::HeaderName, &'static str); 2] {
     params(("slug" = String, Path), PreviewQuery),
     responses((status = 200, content_type = "text/html", description = "HTML"), (status = 400, body = ErrorEnvelope)))]
 async fn preview_page(
-    ApiPath(slug): ApiPath<String>,
+    SlugPath(slug): SlugPath,
     ApiQuery(query): ApiQuery<PreviewQuery>,
 ) -> Result<Response, ApiError> {
     let token = query.preview.unwrap_or_default();
@@ -178,9 +218,14 @@ async fn preview_page(
     }
     let page = PREVIEW_PAGE.replace("{{preview}}", &token);
     let mut response = host_page(&page, &slug, "frame-ancestors 'self'")?;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
     );
     Ok(response)
 }

@@ -23,7 +23,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiPath, ApiQuery, visitor_session};
+use super::extract::{ApiJson, ApiQuery, SessionIdPath, SlugPath, visitor_session};
 use crate::app::AppState;
 use crate::client_ip::ClientIp;
 use crate::identity::{self, IdentityError};
@@ -112,7 +112,7 @@ async fn session_interface(state: &AppState, interface_id: &str) -> Result<Inter
 async fn interface_config(
     State(state): State<Arc<AppState>>,
     ClientIp(ip): ClientIp,
-    ApiPath(slug): ApiPath<String>,
+    SlugPath(slug): SlugPath,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<PreviewQuery>,
 ) -> Result<Json<PublicInterface>, ApiError> {
@@ -136,10 +136,16 @@ async fn interface_config(
     }))
 }
 
-/// Keeps at most `MAX_META_CHARS` of an optional piece of metadata.
+/// Keeps at most `MAX_META_CHARS` of an optional piece of metadata, without control characters
+/// (one-line values; a title with a stray one is still worth keeping).
 fn clip(value: Option<String>) -> Option<String> {
     value
-        .map(|v| v.chars().take(MAX_META_CHARS).collect::<String>())
+        .map(|v| {
+            v.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_META_CHARS)
+                .collect::<String>()
+        })
         .filter(|v| !v.is_empty())
 }
 
@@ -160,7 +166,7 @@ fn header(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<String> {
 async fn open_session(
     State(state): State<Arc<AppState>>,
     ClientIp(ip): ClientIp,
-    ApiPath(slug): ApiPath<String>,
+    SlugPath(slug): SlugPath,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<PreviewQuery>,
     ApiJson(request): ApiJson<CreateSession>,
@@ -326,13 +332,15 @@ async fn resumed_answer(
         (status = 429, description = "Over the interface's message rate limit (nothing stored); see `Retry-After`", body = ErrorEnvelope)))]
 async fn send_message(
     State(state): State<Arc<AppState>>,
-    ApiPath(session_id): ApiPath<String>,
+    SessionIdPath(session_id): SessionIdPath,
     headers: HeaderMap,
     ApiJson(request): ApiJson<SendMessage>,
 ) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
     let session = visitor_session(&state, &headers, &session_id).await?;
     validate::client_id(&request.client_id)
         .map_err(|m| ApiError::unprocessable("invalid_client_id", m))?;
+    validate::typed_text("text", &request.text)
+        .map_err(|m| ApiError::unprocessable("invalid_text", m))?;
     let config = session_interface(&state, &session.interface_id)
         .await?
         .config;
@@ -403,7 +411,7 @@ struct ListQuery {
 async fn list_messages(
     State(state): State<Arc<AppState>>,
     ClientIp(ip): ClientIp,
-    ApiPath(session_id): ApiPath<String>,
+    SessionIdPath(session_id): SessionIdPath,
     ApiQuery(query): ApiQuery<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Json<MessageList>, ApiError> {
@@ -467,7 +475,7 @@ struct EventCursor {
 async fn events(
     State(state): State<Arc<AppState>>,
     ClientIp(ip): ClientIp,
-    ApiPath(session_id): ApiPath<String>,
+    SessionIdPath(session_id): SessionIdPath,
     ApiQuery(query): ApiQuery<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -569,7 +577,7 @@ async fn next_events(mut at: EventCursor) -> Option<(Vec<Event>, EventCursor)> {
 async fn upload(
     State(state): State<Arc<AppState>>,
     ClientIp(ip): ClientIp,
-    ApiPath(session_id): ApiPath<String>,
+    SessionIdPath(session_id): SessionIdPath,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<AttachmentUploaded>), ApiError> {

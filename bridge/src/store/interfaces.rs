@@ -378,6 +378,33 @@ impl Store {
         Ok(row.map(Into::into))
     }
 
+    /// The allowed origins of the interface called `slug` (draft or published), for CORS; `None`
+    /// when there is none.
+    pub async fn allowed_origins_by_slug(&self, slug: &str) -> Result<Option<Vec<String>>> {
+        let config: Option<String> =
+            sqlx::query_scalar("SELECT config FROM interfaces WHERE slug = $1")
+                .bind(slug)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(config.map(|json| origins_of(&json)))
+    }
+
+    /// The allowed origins of the interface a session belongs to, for CORS, in one look-up by
+    /// primary key; `None` when there is no such session.
+    pub async fn allowed_origins_by_session(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<Vec<String>>> {
+        let config: Option<String> = sqlx::query_scalar(
+            "SELECT i.config FROM sessions s JOIN interfaces i ON i.id = s.interface_id \
+             WHERE s.id = $1",
+        )
+        .bind(session_id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(config.map(|json| origins_of(&json)))
+    }
+
     /// Publishes (`true`) or unpublishes (`false`) an interface.
     pub async fn set_interface_published(
         &self,
@@ -409,6 +436,18 @@ impl Store {
             .fetch_one(&self.read)
             .await?)
     }
+}
+
+/// `allowed_origins` of a stored config, read without the rest of it.
+fn origins_of(config: &str) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Origins {
+        #[serde(default)]
+        allowed_origins: Vec<String>,
+    }
+    serde_json::from_str::<Origins>(config)
+        .map(|o| o.allowed_origins)
+        .unwrap_or_default()
 }
 
 /// Writes the `interface_connectors` rows of an interface; an unknown connector id is

@@ -15,6 +15,7 @@ mod audit;
 mod connectors;
 mod interfaces;
 mod relay;
+mod retention;
 mod sessions;
 mod stats;
 
@@ -22,6 +23,7 @@ pub use attachments::{NewAttachment, StoredAttachment};
 pub use connectors::{AdminKeyRow, ConnectorRow};
 pub use interfaces::{InterfaceConfig, InterfaceRow, NewInterface};
 pub use relay::{ClaimOutcome, DEFAULT_MAX_ATTEMPTS, DeadLettered, LeaseWrite};
+pub use retention::{DELETE_BATCH, Removed, VisitorSelector};
 pub use sessions::{NewSession, SNIPPET_CHARS, SendOutcome, SessionFilter, SessionRow, snippet};
 pub use stats::{StatsData, StatsQuery};
 

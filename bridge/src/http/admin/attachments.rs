@@ -9,7 +9,7 @@ use axum::response::Response;
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{AdminAuth, ApiPath};
+use crate::http::extract::{AdminAuth, AttachmentIdPath};
 
 #[utoipa::path(get, path = "/admin/attachments/{id}", tag = "admin",
     summary = "Download a file a visitor attached (never rendered inline)",
@@ -19,7 +19,7 @@ use crate::http::extract::{AdminAuth, ApiPath};
 pub async fn download(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    AttachmentIdPath(id): AttachmentIdPath,
 ) -> Result<Response, ApiError> {
     let file = state
         .store

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 
 use crate::app::{AGENT_ONLINE_WINDOW_MS, AppState};
 use crate::http::error::ApiError;
-use crate::http::extract::{AdminAuth, ApiJson, ApiPath};
+use crate::http::extract::{AdminAuth, ApiJson, ConnectorIdPath};
 use crate::manage;
 
 /// Every connector with `online` (seen within the window the visitor API uses for
@@ -74,7 +74,7 @@ pub async fn create(
 pub async fn revoke(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ConnectorIdPath(id): ConnectorIdPath,
 ) -> Result<Json<Connector>, ApiError> {
     let row = state.store.revoke_connector(&id, state.relay.now()).await?;
     super::audit(&state, &auth, "connector.revoke", &id, None).await?;

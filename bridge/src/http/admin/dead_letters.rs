@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{AdminAuth, ApiPath, ApiQuery};
+use crate::http::extract::{AdminAuth, ApiQuery, DeadLetterIdPath};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -44,7 +44,7 @@ pub async fn list(
 pub async fn retry(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,
-    ApiPath(message_id): ApiPath<String>,
+    DeadLetterIdPath(message_id): DeadLetterIdPath,
 ) -> Result<Json<Message>, ApiError> {
     let message = state.relay.retry_dead_letter(&message_id).await?;
     super::audit(&state, &auth, "dead_letter.retry", &message_id, None).await?;
@@ -59,7 +59,7 @@ pub async fn retry(
 pub async fn discard(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,
-    ApiPath(message_id): ApiPath<String>,
+    DeadLetterIdPath(message_id): DeadLetterIdPath,
 ) -> Result<Json<DeletedId>, ApiError> {
     state.store.discard_dead_letter(&message_id).await?;
     super::audit(&state, &auth, "dead_letter.discard", &message_id, None).await?;

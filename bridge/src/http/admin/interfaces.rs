@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{AdminAuth, ApiJson, ApiPath};
+use crate::http::extract::{AdminAuth, ApiJson, SlugPath};
 use crate::store::{InterfaceRow, StoreError};
 use crate::{manage, preview};
 
@@ -101,7 +101,7 @@ pub async fn get(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    ApiPath(slug): ApiPath<String>,
+    SlugPath(slug): SlugPath,
 ) -> Result<Json<Interface>, ApiError> {
     let row = find(&state, &slug).await?;
     Ok(Json(row.to_admin(&base_url(&state, &headers))))
@@ -115,7 +115,7 @@ pub async fn update(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    ApiPath(slug): ApiPath<String>,
+    SlugPath(slug): SlugPath,
     ApiJson(patch): ApiJson<UpdateInterface>,
 ) -> Result<Json<Interface>, ApiError> {
     // The names of the changed fields, for the audit log (not their values: prompts can be long).
@@ -141,7 +141,7 @@ pub async fn update(
 pub async fn delete(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,
-    ApiPath(slug): ApiPath<String>,
+    SlugPath(slug): SlugPath,
 ) -> Result<Json<InterfaceDeleted>, ApiError> {
     let sessions = match state.store.delete_interface(&slug).await {
         Ok(sessions) => sessions,
@@ -170,7 +170,7 @@ pub async fn duplicate(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    ApiPath(slug): ApiPath<String>,
+    SlugPath(slug): SlugPath,
     ApiJson(request): ApiJson<DuplicateInterface>,
 ) -> Result<(StatusCode, Json<Interface>), ApiError> {
     let row = manage::duplicate_interface(&state.store, &slug, request, state.relay.now())
@@ -197,7 +197,7 @@ pub async fn duplicate(
 pub async fn preview(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,
-    ApiPath(slug): ApiPath<String>,
+    SlugPath(slug): SlugPath,
 ) -> Result<Json<PreviewToken>, ApiError> {
     let row = find(&state, &slug).await?;
     let (token, expires_at) = preview::issue(&state.store, &row.slug, state.relay.now()).await?;
@@ -215,7 +215,7 @@ pub async fn publish(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    ApiPath(slug): ApiPath<String>,
+    SlugPath(slug): SlugPath,
 ) -> Result<Json<Interface>, ApiError> {
     let answer = set_published(&state, &headers, &slug, true).await?;
     super::audit(&state, &auth, "interface.publish", &slug, None).await?;
@@ -229,7 +229,7 @@ pub async fn unpublish(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    ApiPath(slug): ApiPath<String>,
+    SlugPath(slug): SlugPath,
 ) -> Result<Json<Interface>, ApiError> {
     let answer = set_published(&state, &headers, &slug, false).await?;
     super::audit(&state, &auth, "interface.unpublish", &slug, None).await?;

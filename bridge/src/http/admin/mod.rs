@@ -1,6 +1,6 @@
 //! The admin API (admin key): interfaces, connector keys, sessions and transcripts, dead letters,
-//! stats, the audit log and a live tail of events. One module per resource; every change an
-//! admin makes is recorded with [`audit`].
+//! stats, the audit log, a live tail of events, and forgetting a visitor. One module per
+//! resource; every change an admin makes is recorded with [`audit`].
 
 mod attachments;
 mod audit_log;
@@ -10,6 +10,7 @@ mod events;
 mod interfaces;
 mod sessions;
 mod stats;
+mod visitors;
 
 use std::sync::Arc;
 
@@ -48,6 +49,7 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(events::stream))
         .routes(routes!(attachments::download))
         .routes(routes!(audit_log::list))
+        .routes(routes!(visitors::forget))
 }
 
 impl From<ManageError> for ApiError {

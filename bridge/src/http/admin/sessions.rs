@@ -19,7 +19,7 @@ use utoipa::IntoParams;
 use crate::app::AppState;
 use crate::export::{self, EXPORT_PAGE, ExportFormat, ExportWriter};
 use crate::http::error::ApiError;
-use crate::http::extract::{AdminAuth, ApiPath, ApiQuery};
+use crate::http::extract::{AdminAuth, ApiQuery, SessionIdPath};
 use crate::store::{SessionFilter, SessionRow};
 
 /// The filters shared by the list and the export.
@@ -125,7 +125,7 @@ pub async fn list(
 pub async fn get(
     _: AdminAuth,
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    SessionIdPath(id): SessionIdPath,
 ) -> Result<Json<Transcript>, ApiError> {
     let session = state
         .store
@@ -146,7 +146,7 @@ pub async fn get(
 pub async fn end(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    SessionIdPath(id): SessionIdPath,
 ) -> Result<Json<SessionSummary>, ApiError> {
     let row = state.store.end_session(&id).await?;
     super::audit(&state, &auth, "session.end", &id, None).await?;
@@ -166,7 +166,7 @@ pub async fn end(
 pub async fn delete(
     auth: AdminAuth,
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    SessionIdPath(id): SessionIdPath,
 ) -> Result<Json<DeletedId>, ApiError> {
     let row = state.store.delete_session(&id).await?;
     let detail = serde_json::json!({
