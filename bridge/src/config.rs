@@ -126,7 +126,7 @@ pub struct Config {
     #[arg(
         long,
         env = "AIRLOCK_CONNECTOR_CALLS_PER_MINUTE",
-        default_value_t = 6000,
+        default_value_t = 60_000,
         global = true
     )]
     pub connector_calls_per_minute: u32,
