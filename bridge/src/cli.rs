@@ -24,14 +24,25 @@ use crate::manage::{self, ManageError};
 use crate::store::{InterfaceRow, SessionFilter, Store, StoreError};
 
 /// The actor CLI actions are recorded under in the audit log.
-const ACTOR: &str = "cli";
+pub(crate) const ACTOR: &str = "cli";
 
 /// Runs one sub-command (anything but `serve`) and prints its result.
 pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
+    // These two handle the database file themselves: restore must not hold it open.
+    let command = match command {
+        Command::Backup { path, force, json } => {
+            return crate::backup::backup(config, &path, force, json).await;
+        }
+        Command::Restore { path, yes, json } => {
+            return crate::backup::restore(config, &path, yes, json).await;
+        }
+        other => other,
+    };
     let store = open_store(config).await?;
     let now = SystemClock.now_ms();
     let result = match command {
         Command::Serve => unreachable!("serve is handled by main"),
+        Command::Backup { .. } | Command::Restore { .. } => unreachable!("handled above"),
         Command::Interface(cmd) => {
             let base = config.public_url(config.listen);
             interface(&store, &base, cmd, now).await
@@ -82,7 +93,7 @@ fn explain(err: ManageError) -> anyhow::Error {
     }
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

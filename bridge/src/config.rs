@@ -213,6 +213,27 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a consistent copy of the database to PATH while the bridge keeps serving (SQLite:
+    /// `VACUUM INTO`; PostgreSQL: runs `pg_dump --format=custom`).
+    Backup {
+        /// The file to write; it must not exist yet (see --force).
+        path: PathBuf,
+        /// Replace PATH if it exists.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the SQLite database with a backup. Stop the bridge first.
+    Restore {
+        /// A file written by `airlock-bridge backup`.
+        path: PathBuf,
+        /// Confirm replacing the database (the previous one is kept beside it).
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete everything of one visitor: all their sessions, messages and files.
     Forget {
         /// The visitor's id (`vis_…`, shown with each session).

@@ -2,6 +2,7 @@
 //! exactly the app the binary serves.
 
 pub mod app;
+pub mod backup;
 pub mod cli;
 pub mod client_ip;
 pub mod clock;

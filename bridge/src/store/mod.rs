@@ -218,10 +218,39 @@ impl Store {
         Ok(())
     }
 
+    /// How many sessions and messages the database holds (for backup reports).
+    pub async fn count_sessions_and_messages(&self) -> Result<(i64, i64)> {
+        let sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+            .fetch_one(&self.read)
+            .await?;
+        let messages: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+            .fetch_one(&self.read)
+            .await?;
+        Ok((sessions, messages))
+    }
+
     /// Closes every connection; pending work finishes first.
     pub async fn close(&self) {
         self.write.close().await;
         self.read.close().await;
+    }
+
+    /// Writes a consistent snapshot of the SQLite database to the file `path` (`VACUUM INTO`)
+    /// while the bridge keeps reading and writing: the copy holds every transaction committed
+    /// before it started and none after. `path` must not exist or be an empty file. Runs on a
+    /// reader, so it never holds the write lock.
+    pub async fn snapshot_sqlite(&self, path: &str) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Err(StoreError::UnsupportedUrl(
+                "postgres://… (use pg_dump)".into(),
+            ));
+        }
+        // Bound, not spliced: the path needs no quoting, whatever characters it holds.
+        sqlx::query("VACUUM INTO $1")
+            .bind(path)
+            .execute(&self.read)
+            .await?;
+        Ok(())
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),
@@ -233,6 +262,16 @@ impl Store {
             Backend::Postgres => self.write.begin().await?,
         })
     }
+}
+
+/// The newest SQLite migration this build knows: a database migrated further was written by a
+/// newer bridge.
+pub fn latest_sqlite_migration() -> i64 {
+    SQLITE_MIGRATIONS
+        .iter()
+        .map(|migration| migration.version)
+        .max()
+        .unwrap_or(0)
 }
 
 fn sqlite_pool(max: u32, sync: SqliteSync) -> AnyPoolOptions {
