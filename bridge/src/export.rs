@@ -12,10 +12,13 @@ use chrono::SecondsFormat;
 use crate::store::{SessionFilter, Store};
 
 /// The export's columns, in order (the CSV header and the JSON keys).
-pub const COLUMNS: [&str; 10] = [
+pub const COLUMNS: [&str; 13] = [
     "session_id",
     "interface",
     "visitor_id",
+    "user_id",
+    "user_name",
+    "user_email",
     "session_created_at",
     "message_id",
     "seq",
@@ -59,6 +62,9 @@ pub fn export_row(session: &SessionSummary, message: &Message) -> ExportRow {
         session_id: session.id.clone(),
         interface: session.interface.clone(),
         visitor_id: session.visitor_id.clone(),
+        user_id: session.identity.as_ref().map(|i| i.user_id.clone()),
+        user_name: session.identity.as_ref().and_then(|i| i.name.clone()),
+        user_email: session.identity.as_ref().and_then(|i| i.email.clone()),
         session_created_at: session.created_at,
         message_id: message.id.clone(),
         seq: message.seq,
@@ -123,6 +129,9 @@ impl<W: Write> ExportWriter<W> {
                     row.session_id,
                     row.interface,
                     row.visitor_id,
+                    row.user_id.unwrap_or_default(),
+                    row.user_name.unwrap_or_default(),
+                    row.user_email.unwrap_or_default(),
                     time(row.session_created_at),
                     row.message_id,
                     row.seq.to_string(),
@@ -241,7 +250,11 @@ mod tests {
             created_at: at,
             last_activity_at: at,
             last_message: None,
-            identity: None,
+            identity: Some(airlock_shared::admin::VisitorIdentity {
+                user_id: "u-7".into(),
+                name: Some("=HYPERLINK(\"x\"), Ann".into()),
+                email: None,
+            }),
         };
         let message = Message {
             id: "msg_1".into(),
@@ -268,9 +281,10 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            "session_id,interface,visitor_id,session_created_at,message_id,seq,role,status,\
-             created_at,text\r\n\
-             ses_1,help,vis_1,2023-11-14T22:13:20.000Z,msg_1,1,user,complete,\
+            "session_id,interface,visitor_id,user_id,user_name,user_email,session_created_at,\
+             message_id,seq,role,status,created_at,text\r\n\
+             ses_1,help,vis_1,u-7,\"'=HYPERLINK(\"\"x\"\"), Ann\",,2023-11-14T22:13:20.000Z,\
+             msg_1,1,user,complete,\
              2023-11-14T22:13:20.000Z,\"Hi, \"\"you\"\"\n=SUM(A1)\"\r\n"
         );
         let empty = write_export(ExportFormat::Csv, [], Vec::new()).unwrap();
@@ -284,6 +298,8 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let row: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(row["text"], message.text);
+        assert_eq!(row["user_id"], "u-7");
+        assert_eq!(row["user_email"], serde_json::Value::Null);
         assert_eq!(row["seq"], 1);
         assert_eq!(
             row.as_object().unwrap().keys().count(),

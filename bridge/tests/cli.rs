@@ -566,7 +566,7 @@ fn sessions_export_writes_one_row_per_message() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "session_id,interface,visitor_id,session_created_at,message_id,seq,role,status,created_at,text"
+        "session_id,interface,visitor_id,user_id,user_name,user_email,session_created_at,message_id,seq,role,status,created_at,text"
     );
     assert!(
         lines

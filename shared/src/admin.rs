@@ -443,6 +443,10 @@ pub struct ExportRow {
     pub session_id: String,
     pub interface: String,
     pub visitor_id: String,
+    /// The signed-in user's verified id, name and e-mail (empty for anonymous visitors).
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    pub user_email: Option<String>,
     pub session_created_at: DateTime<Utc>,
     pub message_id: String,
     pub seq: i64,
