@@ -563,6 +563,7 @@
       const sess = t.session;
       const end = h('button', { type: 'button', disabled: sess.status !== 'active' }, 'End session');
       const del = h('button', { type: 'button', class: 'danger' }, 'Delete session');
+      const forget = h('button', { type: 'button', class: 'danger' }, 'Forget visitor');
       end.addEventListener('click', async () => {
         if (!(await ask({ title: 'End this session?', text: 'The visitor can no longer send messages in it.', ok: 'End session' }))) return;
         try {
@@ -583,6 +584,22 @@
           failed(err);
         }
       });
+      // A request to erase someone's data: every session of this visitor, or of this signed-in
+      // user on every interface and device.
+      forget.addEventListener('click', async () => {
+        const who = sess.identity
+          ? { user_id: sess.identity.user_id, text: `the signed-in user ${sess.identity.user_id}, on every interface and device` }
+          : { visitor_id: sess.visitor_id, text: `the visitor ${sess.visitor_id}` };
+        if (!(await ask({ title: 'Forget this visitor?', text: `Every session of ${who.text} is deleted, with their messages and files. This cannot be undone.`, ok: 'Forget visitor' }))) return;
+        try {
+          const body = who.user_id ? { user_id: who.user_id } : { visitor_id: who.visitor_id };
+          const removed = await api('/visitors/forget', { method: 'POST', body });
+          flash(`Deleted ${removed.sessions} session(s), ${removed.messages} message(s) and ${removed.attachments} file(s).`);
+          location.hash = '#/sessions';
+        } catch (err) {
+          failed(err);
+        }
+      });
       const meta = [
         ['Interface', h('a', { href: `#/interfaces/${enc(sess.interface)}` }, sess.interface)],
         ['Status', badge(sess.status)],
@@ -597,7 +614,7 @@
         h('p', {}, h('a', { href: '#/sessions' }, '← All sessions')),
         h('h1', {}, `Session ${sess.id}`),
         h('dl', { class: 'meta' }, meta.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
-        h('div', { class: 'actions' }, end, del),
+        h('div', { class: 'actions' }, end, del, forget),
         h('h2', {}, 'Transcript'),
         t.messages.length
           ? h('div', { class: 'transcript', role: 'log', 'aria-label': 'Transcript' }, t.messages.map(messageView))

@@ -352,6 +352,38 @@ journey('a message the agent gave up on shows in dead letters; Retry gets it ans
   assert.ok(!left.items.some((d) => d.message.id === item.message.id), 'a discarded dead letter is gone from the list');
 });
 
+journey('an admin forgets a visitor: every session of theirs is deleted', async ({ open }) => {
+  const opened = async () => (await fetch(`${BRIDGE}/api/v1/interfaces/demo/sessions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{}',
+  })).json();
+  const created = await opened();
+  const bystander = await opened();
+  const sent = await fetch(`${BRIDGE}/api/v1/sessions/${created.session_id}/messages`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${created.session_token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ client_id: `forget-${Date.now()}`, text: 'Please erase my data' }),
+  });
+  assert.equal(sent.status, 202);
+
+  const page = await open();
+  await signIn(page, `#/sessions/${created.session_id}`);
+  await page.getByRole('log', { name: 'Transcript' }).locator('.msg[data-role="user"]').waitFor();
+  await page.getByRole('button', { name: 'Forget visitor' }).click();
+  const dialog = page.getByRole('dialog');
+  assert.match(await dialog.textContent(), new RegExp(created.visitor_id), 'the dialog names the visitor');
+  await dialog.getByRole('button', { name: 'Forget visitor' }).click();
+  await page.getByRole('heading', { name: 'Sessions', level: 1 }).waitFor();
+  await page.getByText(/Deleted 1 session\(s\), \d+ message\(s\)/).waitFor();
+  const gone = await fetch(`${BRIDGE}/api/v1/admin/sessions/${created.session_id}`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+  assert.equal(gone.status, 404, 'the visitor\'s session is gone');
+  const kept = await fetch(`${BRIDGE}/api/v1/admin/sessions/${bystander.session_id}`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+  assert.equal(kept.status, 200, 'another visitor\'s session stays');
+  const audit = await adminCall('GET', '/audit');
+  assert.ok(audit.items.some((e) => e.action === 'visitor.forget' && e.target === `visitor_id=${created.visitor_id}`), 'audited');
+});
+
 journey('markup a visitor typed is shown as text in the transcript, never run', async ({ open }) => {
   const hostile = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> **bold**';
   const created = await (await fetch(`${BRIDGE}/api/v1/interfaces/demo/sessions`, {
