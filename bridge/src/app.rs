@@ -73,6 +73,8 @@ pub struct Bridge {
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     reaper: JoinHandle<()>,
+    /// On PostgreSQL, turns other replicas' notifications into this one's wake-ups.
+    wakeup_listener: JoinHandle<()>,
     limits_janitor: JoinHandle<()>,
 }
 
@@ -118,6 +120,7 @@ impl Bridge {
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future(),
         );
+        let wakeup_listener = tokio::spawn(relay.clone().listen_to_other_replicas());
         let reaper = tokio::spawn(relay.run_reaper());
         let limits_janitor = tokio::spawn(forget_idle_limits(state.clone(), shutdown.clone()));
         Ok(Bridge {
@@ -127,6 +130,7 @@ impl Bridge {
             shutdown,
             server,
             reaper,
+            wakeup_listener,
             limits_janitor,
         })
     }
@@ -149,6 +153,7 @@ impl Bridge {
         // However serving ended, stop the background work before closing the database.
         self.shutdown.cancel();
         let _ = self.reaper.await;
+        let _ = self.wakeup_listener.await;
         let _ = self.limits_janitor.await;
         self.state.store.close().await;
         served??;

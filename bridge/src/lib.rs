@@ -19,6 +19,7 @@ pub mod store;
 pub mod testing;
 pub mod tokens;
 pub mod validate;
+pub mod wakeups;
 
 pub use app::Bridge;
 pub use config::Config;

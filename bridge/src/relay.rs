@@ -7,23 +7,20 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock_shared::admin::AdminEvent;
 use airlock_shared::connector::{ClaimedItem, FailOutcome};
 use airlock_shared::{Message, time_from_millis};
+use tokio::sync::broadcast;
 use tokio::sync::futures::Notified;
-use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AGENT_ONLINE_WINDOW_MS;
 use crate::clock::Clock;
 use crate::store::{Backend, ConnectorRow, DeadLettered, Store, StoreError, snippet};
-
-/// On PostgreSQL another bridge replica may write; until cross-replica notifications exist, a
-/// waiting request also looks again this often.
-const FOREIGN_WRITE_RECHECK: Duration = Duration::from_secs(1);
+use crate::wakeups::{CHANNEL, Change, FALLBACK_RECHECK, Wakeups};
 
 /// How often expired last-attempt leases are dead-lettered without waiting for a claim.
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
@@ -41,51 +38,6 @@ pub const DAY_MS: i64 = 86_400_000;
 /// Largest batch of messages one long-poll answer carries.
 const MESSAGE_PAGE: u32 = 200;
 
-/// In-process wake-ups: one for "the inbox changed", one per session being watched.
-#[derive(Default)]
-pub struct Wakeups {
-    inbox: Notify,
-    sessions: Mutex<SessionWaiters>,
-}
-
-#[derive(Default)]
-struct SessionWaiters {
-    by_session: HashMap<String, Weak<Notify>>,
-    prune_at: usize,
-}
-
-impl Wakeups {
-    /// Wakes every waiting claim.
-    pub fn inbox_changed(&self) {
-        self.inbox.notify_waiters();
-    }
-
-    /// Wakes every long-poll of `session_id`.
-    pub fn session_changed(&self, session_id: &str) {
-        let waiters = self.sessions.lock().expect("wake-up registry poisoned");
-        if let Some(notify) = waiters.by_session.get(session_id).and_then(Weak::upgrade) {
-            notify.notify_waiters();
-        }
-    }
-
-    /// The wake-up of one session, shared by all its waiters and dropped with the last of them.
-    fn session(&self, session_id: &str) -> Arc<Notify> {
-        let mut waiters = self.sessions.lock().expect("wake-up registry poisoned");
-        if let Some(notify) = waiters.by_session.get(session_id).and_then(Weak::upgrade) {
-            return notify;
-        }
-        let notify = Arc::new(Notify::new());
-        waiters
-            .by_session
-            .insert(session_id.to_string(), Arc::downgrade(&notify));
-        if waiters.by_session.len() >= waiters.prune_at {
-            waiters.by_session.retain(|_, w| w.strong_count() > 0);
-            waiters.prune_at = (waiters.by_session.len() * 2).max(64);
-        }
-        notify
-    }
-}
-
 /// Errors of relay operations are storage errors.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -96,6 +48,8 @@ pub struct Relay {
     clock: Arc<dyn Clock>,
     wakeups: Arc<Wakeups>,
     shutdown: CancellationToken,
+    /// The admins' live tail. Per replica by design: unlike wake-ups these events are not sent
+    /// to other replicas, so a tail shows what its own replica did.
     admin_events: broadcast::Sender<AdminEvent>,
     /// Connectors this replica has announced as online, with when each last called.
     connectors_online: Arc<Mutex<HashMap<String, (String, i64)>>>,
@@ -237,8 +191,7 @@ impl Relay {
             )
             .await?;
         if outcome.created {
-            self.wakeups.inbox_changed();
-            self.wakeups.session_changed(session_id);
+            self.changed(&[Change::Inbox, Change::Session(session_id)]);
             self.publish_message(session_id, &outcome.message);
         }
         Ok(outcome)
@@ -257,7 +210,7 @@ impl Relay {
         self.store.touch_connector(connector, self.now()).await?;
         self.connector_seen(connector);
         loop {
-            let notified = self.wakeups.inbox.notified();
+            let notified = self.wakeups.inbox().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
 
@@ -266,8 +219,13 @@ impl Relay {
                 .store
                 .claim(connector, max, lease_ms, history, now)
                 .await?;
-            for session_id in &outcome.touched_sessions {
-                self.wakeups.session_changed(session_id);
+            if !outcome.touched_sessions.is_empty() {
+                let changes: Vec<Change<'_>> = outcome
+                    .touched_sessions
+                    .iter()
+                    .map(|id| Change::Session(id))
+                    .collect();
+                self.changed(&changes);
             }
             for item in outcome.dead_lettered {
                 self.publish_dead_letter(item);
@@ -286,6 +244,37 @@ impl Relay {
             }
             self.pause(notified.as_mut(), wake_at).await;
         }
+    }
+
+    /// Wakes the waiters for `changes` on this replica at once and, on PostgreSQL, on the others
+    /// through `NOTIFY`. Called after the write committed. The notification is sent from a task
+    /// of its own, so it goes out even when the request that wrote is dropped (its client went
+    /// away) and the writer's answer does not wait for it.
+    fn changed(&self, changes: &[Change<'_>]) {
+        self.wakeups.changed(changes);
+        if self.store.backend() != Backend::Postgres {
+            return;
+        }
+        let payload = self.wakeups.payload(changes);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            match store.notify(CHANNEL, &payload).await {
+                Ok(()) => {}
+                // Shutting down: the pool closed under a write's last notification.
+                Err(StoreError::Database(sqlx::Error::PoolClosed)) => {}
+                Err(err) => tracing::warn!(
+                    error = %err,
+                    "could not notify the other replicas; they notice within {} s",
+                    FALLBACK_RECHECK.as_secs()
+                ),
+            }
+        });
+    }
+
+    /// Until shutdown: wakes this replica's waiters for the changes other replicas announce
+    /// (PostgreSQL only; returns at once on SQLite).
+    pub async fn listen_to_other_replicas(self) {
+        crate::wakeups::listen_to_other_replicas(self.store, self.wakeups, self.shutdown).await;
     }
 
     /// Messages of a session changed after `after`, waiting up to `wait` for the first one.
@@ -317,11 +306,11 @@ impl Relay {
     }
 
     /// Waits for a wake-up, `wake_at`, or shutdown, whichever comes first. On PostgreSQL it also
-    /// returns after a short while, to notice writes made through another replica.
+    /// returns after [`FALLBACK_RECHECK`], in case another replica's notification was lost.
     async fn pause(&self, notified: Pin<&mut Notified<'_>>, wake_at: tokio::time::Instant) {
         let mut wake_at = wake_at;
         if self.store.backend() == Backend::Postgres {
-            wake_at = wake_at.min(tokio::time::Instant::now() + FOREIGN_WRITE_RECHECK);
+            wake_at = wake_at.min(tokio::time::Instant::now() + FALLBACK_RECHECK);
         }
         tokio::select! {
             _ = notified => {}
@@ -353,7 +342,7 @@ impl Relay {
             .store
             .stream_delta(lease_id, connector, delta, self.now())
             .await?;
-        self.wakeups.session_changed(&write.session_id);
+        self.changed(&[Change::Session(&write.session_id)]);
         Ok(write.value)
     }
 
@@ -368,10 +357,9 @@ impl Relay {
             .store
             .reply(lease_id, connector, text, self.now())
             .await?;
-        self.wakeups.session_changed(&write.session_id);
-        self.publish_message(&write.session_id, &write.value);
         // The session's next message, if any, is now at the head of its queue.
-        self.wakeups.inbox_changed();
+        self.changed(&[Change::Session(&write.session_id), Change::Inbox]);
+        self.publish_message(&write.session_id, &write.value);
         Ok(write.value)
     }
 
@@ -387,8 +375,7 @@ impl Relay {
             .store
             .fail(lease_id, connector, error, retry, self.now())
             .await?;
-        self.wakeups.session_changed(&write.session_id);
-        self.wakeups.inbox_changed();
+        self.changed(&[Change::Session(&write.session_id), Change::Inbox]);
         if write.value.state == "dead" {
             self.publish_dead_letter(DeadLettered {
                 message_id: write.item_id,
@@ -403,8 +390,7 @@ impl Relay {
     /// visitor's message, `queued` again.
     pub async fn retry_dead_letter(&self, message_id: &str) -> Result<Message> {
         let write = self.store.retry_dead_letter(message_id, self.now()).await?;
-        self.wakeups.session_changed(&write.session_id);
-        self.wakeups.inbox_changed();
+        self.changed(&[Change::Session(&write.session_id), Change::Inbox]);
         Ok(write.value)
     }
 
@@ -506,14 +492,15 @@ impl Relay {
             match self.store.reap_expired(self.now()).await {
                 Ok(items) => {
                     if !items.is_empty() {
-                        self.wakeups.inbox_changed();
+                        let mut changes = vec![Change::Inbox];
+                        changes.extend(items.iter().map(|item| Change::Session(&item.session_id)));
+                        self.changed(&changes);
                     }
                     for item in items {
                         tracing::warn!(
                             session_id = %item.session_id,
                             "dead-lettered an item whose last lease expired"
                         );
-                        self.wakeups.session_changed(&item.session_id);
                         self.publish_dead_letter(item);
                     }
                 }

@@ -14,6 +14,7 @@ mod attachments;
 mod audit;
 mod connectors;
 mod interfaces;
+mod notify;
 mod relay;
 mod retention;
 mod sessions;
@@ -22,6 +23,7 @@ mod stats;
 pub use attachments::{NewAttachment, StoredAttachment};
 pub use connectors::{AdminKeyRow, ConnectorRow};
 pub use interfaces::{InterfaceConfig, InterfaceRow, NewInterface};
+pub use notify::LISTENER_APPLICATION_NAME;
 pub use relay::{ClaimOutcome, DEFAULT_MAX_ATTEMPTS, DeadLettered, LeaseWrite};
 pub use retention::{DELETE_BATCH, Removed, VisitorSelector};
 pub use sessions::{NewSession, SNIPPET_CHARS, SendOutcome, SessionFilter, SessionRow, snippet};
@@ -119,6 +121,8 @@ pub struct Store {
     read: AnyPool,
     write: AnyPool,
     max_attempts: u32,
+    /// Where a wake-up listener connects, on PostgreSQL.
+    listen_options: Option<sqlx::postgres::PgConnectOptions>,
 }
 
 impl std::fmt::Debug for Store {
@@ -149,6 +153,10 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
         let connect_options = AnyConnectOptions::from_str(url)?;
+        let listen_options = match backend {
+            Backend::Postgres => Some(sqlx::postgres::PgConnectOptions::from_str(url)?),
+            Backend::Sqlite => None,
+        };
         let (read, write) = match backend {
             Backend::Sqlite => {
                 let write = sqlite_pool(1, options.sqlite_sync)
@@ -176,6 +184,7 @@ impl Store {
             read,
             write,
             max_attempts: options.max_attempts.max(1),
+            listen_options,
         })
     }
 

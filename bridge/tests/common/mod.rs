@@ -51,6 +51,9 @@ use airlock_bridge::tokens::{hash_secret, new_id};
 /// A database made for one test, removed when dropped.
 pub struct TestDb {
     pub store: Store,
+    /// The URL `store` was opened with (on PostgreSQL it names the test's schema), so a test can
+    /// open a second `Store` on the same data, as another bridge replica would.
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
     schema: Option<(String, String)>,
 }
@@ -58,11 +61,11 @@ pub struct TestDb {
 impl TestDb {
     pub async fn sqlite(options: StoreOptions) -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::connect(&sqlite_url(dir.path()), &options)
-            .await
-            .expect("open SQLite");
+        let url = sqlite_url(dir.path());
+        let store = Store::connect(&url, &options).await.expect("open SQLite");
         TestDb {
             store,
+            url,
             _dir: Some(dir),
             schema: None,
         }
@@ -92,6 +95,7 @@ impl TestDb {
             .expect("open PostgreSQL test schema");
         Some(TestDb {
             store,
+            url: url.to_string(),
             _dir: None,
             schema: Some((base, schema)),
         })

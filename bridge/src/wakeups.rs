@@ -1,0 +1,267 @@
+//! Wake-ups that end a waiting claim or long-poll the moment there is something to return.
+//!
+//! Inside one bridge process they are [`Notify`]s: one for "the inbox changed", one per session
+//! being watched. On PostgreSQL several replicas share one database, so every change is also
+//! announced with `NOTIFY` on [`CHANNEL`], and each replica runs one listener
+//! ([`listen_to_other_replicas`]) that turns the other replicas' announcements into its own
+//! in-process wake-ups. A notification can be lost (the listener's connection drops, the database
+//! restarts); waiters on PostgreSQL therefore still look again every [`FALLBACK_RECHECK`], and the
+//! listener wakes everything once after each reconnect, so a lost notification only delays.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+use crate::tokens::new_id;
+
+/// The PostgreSQL channel replicas announce changes on.
+pub const CHANNEL: &str = "airlock_wakeup";
+
+/// On PostgreSQL a waiting request also looks again this often, in case a notification from
+/// another replica was lost. `NOTIFY` is the fast path; this only bounds the delay.
+pub const FALLBACK_RECHECK: Duration = Duration::from_secs(5);
+
+/// First wait before reconnecting a lost listener; doubles up to [`RECONNECT_MAX`].
+const RECONNECT_MIN: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// Longest payload sent; PostgreSQL refuses payloads of 8000 bytes or more. A longer change list
+/// is sent as "everything changed".
+const MAX_PAYLOAD: usize = 7000;
+
+/// Something that changed and whose waiters should look again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// The inbox: waiting claims.
+    Inbox,
+    /// One session's messages: its long-polls and event streams.
+    Session(&'a str),
+}
+
+/// This replica's wake-ups.
+pub struct Wakeups {
+    inbox: Notify,
+    sessions: Mutex<SessionWaiters>,
+    /// Tags this replica's notifications, so its listener skips them (they were woken locally).
+    origin: String,
+}
+
+#[derive(Default)]
+struct SessionWaiters {
+    by_session: HashMap<String, Weak<Notify>>,
+    prune_at: usize,
+}
+
+impl Default for Wakeups {
+    fn default() -> Self {
+        Wakeups {
+            inbox: Notify::new(),
+            sessions: Mutex::default(),
+            origin: new_id("replica"),
+        }
+    }
+}
+
+impl Wakeups {
+    /// Wakes every waiting claim on this replica.
+    pub fn inbox_changed(&self) {
+        self.inbox.notify_waiters();
+    }
+
+    /// Wakes every long-poll of `session_id` on this replica.
+    pub fn session_changed(&self, session_id: &str) {
+        let waiters = self.sessions.lock().expect("wake-up registry poisoned");
+        if let Some(notify) = waiters.by_session.get(session_id).and_then(Weak::upgrade) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Wakes every waiter on this replica: after notifications may have been missed.
+    pub fn everything_changed(&self) {
+        self.inbox.notify_waiters();
+        let waiters = self.sessions.lock().expect("wake-up registry poisoned");
+        for notify in waiters.by_session.values().filter_map(Weak::upgrade) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Wakes this replica's waiters for `changes`.
+    pub fn changed(&self, changes: &[Change<'_>]) {
+        for change in changes {
+            match change {
+                Change::Inbox => self.inbox_changed(),
+                Change::Session(session_id) => self.session_changed(session_id),
+            }
+        }
+    }
+
+    /// The wake-up of waiting claims.
+    pub(crate) fn inbox(&self) -> &Notify {
+        &self.inbox
+    }
+
+    /// The wake-up of one session, shared by all its waiters and dropped with the last of them.
+    pub(crate) fn session(&self, session_id: &str) -> Arc<Notify> {
+        let mut waiters = self.sessions.lock().expect("wake-up registry poisoned");
+        if let Some(notify) = waiters.by_session.get(session_id).and_then(Weak::upgrade) {
+            return notify;
+        }
+        let notify = Arc::new(Notify::new());
+        waiters
+            .by_session
+            .insert(session_id.to_string(), Arc::downgrade(&notify));
+        if waiters.by_session.len() >= waiters.prune_at {
+            waiters.by_session.retain(|_, w| w.strong_count() > 0);
+            waiters.prune_at = (waiters.by_session.len() * 2).max(64);
+        }
+        notify
+    }
+
+    /// The `NOTIFY` payload announcing `changes` to the other replicas: this replica's tag, then
+    /// `inbox`, `session:<id>` or `all`, separated by spaces.
+    pub fn payload(&self, changes: &[Change<'_>]) -> String {
+        let mut payload = self.origin.clone();
+        for change in changes {
+            match change {
+                Change::Inbox => payload.push_str(" inbox"),
+                Change::Session(session_id) => {
+                    payload.push_str(" session:");
+                    payload.push_str(session_id);
+                }
+            }
+        }
+        if payload.len() > MAX_PAYLOAD {
+            payload = format!("{} all", self.origin);
+        }
+        payload
+    }
+
+    /// Wakes this replica's waiters for a payload another replica sent; its own are skipped.
+    pub fn apply(&self, payload: &str) {
+        let mut words = payload.split_whitespace();
+        if words.next() == Some(self.origin.as_str()) {
+            return;
+        }
+        for word in words {
+            if word == "inbox" {
+                self.inbox_changed();
+            } else if let Some(session_id) = word.strip_prefix("session:") {
+                self.session_changed(session_id);
+            } else if word == "all" {
+                self.everything_changed();
+            }
+        }
+    }
+}
+
+/// Until `shutdown`: listens on [`CHANNEL`] and wakes this replica's waiters for what other
+/// replicas announce. A lost connection is re-opened with back-off, and every (re)connect wakes
+/// everything once, since notifications sent meanwhile are gone. Returns at once on SQLite.
+pub async fn listen_to_other_replicas(
+    store: Store,
+    wakeups: Arc<Wakeups>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = RECONNECT_MIN;
+    let mut lost_once = false;
+    loop {
+        let connected = tokio::select! {
+            connected = store.listen(CHANNEL) => connected,
+            _ = shutdown.cancelled() => return,
+        };
+        let mut listener = match connected {
+            Ok(Some(listener)) => listener,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(
+                    error = %err,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "cannot listen for other replicas' wake-ups; waits fall back to re-checking every {} s",
+                    FALLBACK_RECHECK.as_secs()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(RECONNECT_MAX);
+                continue;
+            }
+        };
+        if lost_once {
+            tracing::info!("listening for other replicas' wake-ups again");
+        }
+        backoff = RECONNECT_MIN;
+        wakeups.everything_changed();
+        loop {
+            let received = tokio::select! {
+                received = listener.try_recv() => received,
+                _ = shutdown.cancelled() => return,
+            };
+            match received {
+                Ok(Some(notification)) => wakeups.apply(notification.payload()),
+                // The connection dropped and sqlx re-opened it (and LISTENs again): whatever was
+                // sent in between is lost.
+                Ok(None) => {
+                    tracing::info!("the wake-up listener reconnected");
+                    wakeups.everything_changed();
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "lost the listener for other replicas' wake-ups");
+                    lost_once = true;
+                    break;
+                }
+            }
+        }
+        drop(listener);
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_wakes_what_it_names_on_other_replicas_only() {
+        let sender = Wakeups::default();
+        let receiver = Wakeups::default();
+        let session = receiver.session("s1");
+        let other = receiver.session("s2");
+        let woken = session.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let not_woken = other.notified();
+        tokio::pin!(not_woken);
+        not_woken.as_mut().enable();
+        let claim = receiver.inbox().notified();
+        tokio::pin!(claim);
+        claim.as_mut().enable();
+
+        let payload = sender.payload(&[Change::Inbox, Change::Session("s1")]);
+        // Its own notification is skipped by the sender.
+        sender.apply(&payload);
+        receiver.apply(&payload);
+
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(woken.as_mut().poll(&mut cx).is_ready());
+        assert!(claim.as_mut().poll(&mut cx).is_ready());
+        assert!(not_woken.as_mut().poll(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn an_overlong_change_list_becomes_everything() {
+        let wakeups = Wakeups::default();
+        let ids: Vec<String> = (0..1000).map(|i| format!("sess_{i:020}")).collect();
+        let changes: Vec<Change<'_>> = ids.iter().map(|id| Change::Session(id)).collect();
+        let payload = wakeups.payload(&changes);
+        assert!(payload.len() < MAX_PAYLOAD);
+        assert!(payload.ends_with(" all"));
+    }
+}
