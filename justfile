@@ -24,3 +24,11 @@ lint:
 # Everything CI runs.
 ci:
     bash .ci/run
+
+# Schemathesis against a running bridge's /api/openapi.json (as CI runs it; EXAMPLES=200 for longer).
+api-fuzz:
+    bash .ci/api-fuzz
+
+# The kill -9 fault-injection suite with its table (PostgreSQL scenario included).
+faults:
+    AIRLOCK_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p airlock-connector --test faults -- --nocapture
