@@ -12,6 +12,12 @@
 //!   expire and the items are handed out again.
 //! - C: A on PostgreSQL, on a fresh schema of `AIRLOCK_TEST_POSTGRES_URL` (skipped with a notice
 //!   when it is not set).
+//! - D: the agent fails: a 500 once, a hang past the connector's agent timeout once, a complete
+//!   answer after which its connector is killed (so the agent answers the message twice), and a
+//!   503 every time (dead-lettered after `AIRLOCK_MAX_ATTEMPTS`), chosen by a rule on the text.
+//! - E: two bridge replicas on one PostgreSQL schema, visitors and connectors spread across both;
+//!   replica A is killed with `kill -9` ≥ 3 times and restarted while B keeps serving (skipped
+//!   like C without `AIRLOCK_TEST_POSTGRES_URL`).
 //!
 //! The bridge runs in a child process made by re-running this test binary with only the ignored
 //! `faults_bridge_process` entry selected (as `bridge_crash.rs` does), so the test works the same
@@ -72,6 +78,9 @@ fn faults_bridge_process() {
         config.reads_per_ip_per_minute = 0;
         config.admin_calls_per_minute = 0;
         config.connector_calls_per_minute = 0;
+        if let Ok(attempts) = std::env::var("AIRLOCK_MAX_ATTEMPTS") {
+            config.max_attempts = attempts.parse().expect("AIRLOCK_MAX_ATTEMPTS is a number");
+        }
         let bridge = airlock_bridge::Bridge::start(&config).await.expect("start");
         println!("LISTENING {}", bridge.local_addr);
         bridge.wait().await.unwrap();
@@ -101,10 +110,19 @@ impl Drop for Proc {
 /// A bridge child process on `db`, listening on `listen`; retried while the port is not yet
 /// free again after a kill.
 fn start_bridge(db: &Db, listen: SocketAddr) -> Proc {
+    start_bridge_with(db, listen, None)
+}
+
+/// `start_bridge`, with `AIRLOCK_MAX_ATTEMPTS` set for the bridge when given.
+fn start_bridge_with(db: &Db, listen: SocketAddr, max_attempts: Option<u32>) -> Proc {
     for _ in 0..50 {
         let mut command = Command::new(std::env::current_exe().unwrap());
         if let Some(url) = &db.postgres {
             command.env(DATABASE_VAR, url);
+        }
+        command.env_remove("AIRLOCK_MAX_ATTEMPTS");
+        if let Some(attempts) = max_attempts {
+            command.env("AIRLOCK_MAX_ATTEMPTS", attempts.to_string());
         }
         let mut child = command
             .args([
@@ -150,8 +168,20 @@ fn free_addr() -> SocketAddr {
 
 /// A real `airlock-connector` process using the `openai` agent at `agent`.
 fn start_connector(bridge: &str, key: &str, agent: &FakeAgent, lease_secs: u64) -> Proc {
+    start_connector_with(bridge, key, agent, lease_secs, &[])
+}
+
+/// `start_connector`, with more environment variables for the connector.
+fn start_connector_with(
+    bridge: &str,
+    key: &str,
+    agent: &FakeAgent,
+    lease_secs: u64,
+    extra: &[(&str, &str)],
+) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_airlock-connector"))
         .env_clear()
+        .envs(extra.iter().copied())
         .env("AIRLOCK_BRIDGE_URL", bridge)
         .env("AIRLOCK_CONNECTOR_KEY", key)
         .env("AIRLOCK_AGENT", "openai")
@@ -175,6 +205,39 @@ struct AgentState {
     /// The last user message of every request, in the order received.
     seen: Arc<Mutex<Vec<String>>>,
     chunk_delay: Duration,
+    /// Scenario D: misbehave by `fault_of` the message text.
+    faults: bool,
+    /// Scenario D: told the `Authorization` header of the connector to kill once an "answer
+    /// twice" message has been streamed completely (all but the final `[DONE]`).
+    kill: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+}
+
+/// What the fake agent does with a message in scenario D, by a fixed rule on its text.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    /// HTTP 500 the first time, an answer the second time.
+    ErrorOnce,
+    /// Never answers the first time (past the connector's agent timeout), then answers.
+    HangOnce,
+    /// The whole answer the first time but no `[DONE]`; the test kills that connector, the lease
+    /// runs out and the item is delivered again and answered again.
+    AnswerTwice,
+    /// HTTP 503 every time: dead-lettered after `AIRLOCK_MAX_ATTEMPTS` deliveries.
+    AlwaysFail,
+}
+
+/// One of each fault per visitor: `(visitor + message) % 8` picks it.
+fn fault_of(text: &str) -> Option<Fault> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let v: usize = words.get(1)?.parse().ok()?;
+    let m: usize = words.get(3)?.parse().ok()?;
+    match (v + m) % 8 {
+        0 => Some(Fault::ErrorOnce),
+        1 => Some(Fault::HangOnce),
+        2 => Some(Fault::AnswerTwice),
+        3 => Some(Fault::AlwaysFail),
+        _ => None,
+    }
 }
 
 /// An OpenAI-compatible server that answers "re: <text>" in a few streamed chunks.
@@ -186,9 +249,19 @@ struct FakeAgent {
 
 impl FakeAgent {
     async fn start(chunk_delay: Duration) -> FakeAgent {
+        FakeAgent::start_with(chunk_delay, false, None).await
+    }
+
+    async fn start_with(
+        chunk_delay: Duration,
+        faults: bool,
+        kill: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    ) -> FakeAgent {
         let state = AgentState {
             seen: Arc::default(),
             chunk_delay,
+            faults,
+            kill,
         };
         let seen = state.seen.clone();
         let app = axum::Router::new()
@@ -217,7 +290,11 @@ impl Drop for FakeAgent {
     }
 }
 
-async fn chat_completions(State(state): State<AgentState>, body: Bytes) -> Response {
+async fn chat_completions(
+    State(state): State<AgentState>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     let body: Value = serde_json::from_slice(&body).expect("the request body is JSON");
     let text = body["messages"]
         .as_array()
@@ -228,7 +305,28 @@ async fn chat_completions(State(state): State<AgentState>, body: Bytes) -> Respo
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default()
         .to_owned();
-    state.seen.lock().unwrap().push(text.clone());
+    let calls = {
+        let mut seen = state.seen.lock().unwrap();
+        seen.push(text.clone());
+        seen.iter().filter(|t| **t == text).count()
+    };
+    let fault = if state.faults { fault_of(&text) } else { None };
+    let failure = |status: u16| {
+        Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({"error": {"message": "injected fault"}}).to_string(),
+            ))
+            .unwrap()
+    };
+    match fault {
+        Some(Fault::ErrorOnce) if calls == 1 => return failure(500),
+        Some(Fault::AlwaysFail) => return failure(503),
+        // Dropped when the connector gives up and closes the connection.
+        Some(Fault::HangOnce) if calls == 1 => std::future::pending::<()>().await,
+        _ => {}
+    }
     let reply = reply_to(&text);
     let mut events: Vec<String> = reply
         .split_inclusive(' ')
@@ -245,15 +343,35 @@ async fn chat_completions(State(state): State<AgentState>, body: Bytes) -> Respo
         "data: {}\n\n",
         json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     ));
-    events.push("data: [DONE]\n\n".into());
     let delay = state.chunk_delay;
-    let stream = futures_util::stream::iter(events).then(move |event| async move {
+    let chunks = futures_util::stream::iter(events).then(move |event| async move {
         tokio::time::sleep(delay).await;
         Ok::<_, std::io::Error>(event)
     });
+    let body = if fault == Some(Fault::AnswerTwice) && calls == 1 {
+        // The whole answer and its finish, then no `[DONE]`: the connector waits for it until
+        // the test kills the connector.
+        let kill = state.kill.clone().expect("a kill channel in scenario D");
+        let caller = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let tail = futures_util::stream::once(async move {
+            let _ = kill.send(caller);
+            std::future::pending::<Result<String, std::io::Error>>().await
+        });
+        Body::from_stream(chunks.chain(tail))
+    } else {
+        let done = futures_util::stream::once(async move {
+            tokio::time::sleep(delay).await;
+            Ok::<_, std::io::Error>("data: [DONE]\n\n".to_owned())
+        });
+        Body::from_stream(chunks.chain(done))
+    };
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
-        .body(Body::from_stream(stream))
+        .body(body)
         .unwrap()
 }
 
@@ -401,6 +519,8 @@ struct Tally {
     dead_lettered: usize,
     lost: usize,
     duplicated: usize,
+    /// (visitor, message) of every dead-lettered message.
+    dead: Vec<(usize, usize)>,
 }
 
 /// Counts from the admin transcripts and dead letters, and checks the order in which the agent
@@ -466,6 +586,7 @@ async fn account(base: &str, logs: &[VisitorLog], agent: &FakeAgent) -> (Tally, 
                 }
                 [reply] if reply.status == MessageStatus::Failed => {
                     tally.dead_lettered += 1;
+                    tally.dead.push((v, *m));
                     if !dead_ids.contains(id) {
                         problems.push(format!(
                             "visitor {v} message {m}: failed reply without a dead letter"
@@ -638,8 +759,13 @@ async fn connector_key(db: &Db) -> String {
 }
 
 fn spawn_visitors(base: &str) -> Vec<tokio::task::JoinHandle<VisitorLog>> {
+    spawn_visitors_on(&[base.to_owned()])
+}
+
+/// Visitor `v` talks to `bases[v % bases.len()]`.
+fn spawn_visitors_on(bases: &[String]) -> Vec<tokio::task::JoinHandle<VisitorLog>> {
     (0..VISITORS)
-        .map(|v| tokio::spawn(visitor(base.to_owned(), v)))
+        .map(|v| tokio::spawn(visitor(bases[v % bases.len()].clone(), v)))
         .collect()
 }
 
@@ -746,4 +872,200 @@ async fn b_connectors_killed_mid_stream_lose_and_double_nothing() {
         started.elapsed().as_secs_f64()
     );
     check("B: kill -9 connectors mid-stream", &tally, &problems);
+}
+
+/// D: the agent misbehaves by a fixed rule on the message text (`fault_of`): a 500 once, a hang
+/// past the connector's 2 s agent timeout once, a complete answer whose connector is then killed
+/// before it stores the reply (so the agent answers the same message twice), and a 503 every time
+/// (dead-lettered after `AIRLOCK_MAX_ATTEMPTS` = 3). Connectors take one message at a time, so a
+/// kill redelivers only the message it was meant for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d_agent_faults_lose_and_double_nothing() {
+    const MAX_ATTEMPTS: u32 = 3;
+    let started = Instant::now();
+    let db = Db::sqlite();
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let _bridge = start_bridge_with(&db, addr, Some(MAX_ATTEMPTS));
+    let key = connector_key(&db).await;
+    let (kill_tx, mut kill_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let agent =
+        Arc::new(FakeAgent::start_with(Duration::from_millis(15), true, Some(kill_tx)).await);
+    let lease_secs = 2;
+    // Each connector has its own agent API key, so the agent can tell which one called.
+    let start = {
+        let (base, key, agent) = (base.clone(), key.clone(), agent.clone());
+        move |n: usize| {
+            let api_key = format!("connector-{n}");
+            let process = start_connector_with(
+                &base,
+                &key,
+                &agent,
+                lease_secs,
+                &[
+                    ("AIRLOCK_OPENAI_API_KEY", &api_key),
+                    ("AIRLOCK_AGENT_TIMEOUT_SECS", "2"),
+                    ("AIRLOCK_CONCURRENCY", "1"),
+                ],
+            );
+            (format!("Bearer {api_key}"), process)
+        }
+    };
+    let kills = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let killer = {
+        let kills = kills.clone();
+        tokio::spawn(async move {
+            let mut connectors: Vec<(String, Proc)> = (0..3).map(&start).collect();
+            let mut next = connectors.len();
+            while let Some(caller) = kill_rx.recv().await {
+                // Let the connector read the whole answer and stream it to the bridge.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if let Some(i) = connectors.iter().position(|(c, _)| *c == caller) {
+                    connectors.remove(i).1.kill_hard();
+                    kills.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    connectors.push(start(next));
+                    next += 1;
+                }
+            }
+        })
+    };
+
+    let visitors = spawn_visitors(&base);
+    let logs = join_all(visitors).await;
+    wait_settled(&base, &logs, Duration::from_secs(60)).await;
+    let (tally, mut problems) = account(&base, &logs, &agent).await;
+    killer.abort();
+    let _ = killer.await;
+
+    let requests = agent.requests();
+    let mut expected_dead = Vec::new();
+    for (v, log) in logs.iter().enumerate() {
+        for (m, _) in &log.acknowledged {
+            let text = message_text(v, *m);
+            let calls = requests.iter().filter(|t| **t == text).count();
+            let fault = fault_of(&text);
+            let least = match fault {
+                Some(Fault::AlwaysFail) => MAX_ATTEMPTS as usize,
+                Some(_) => 2,
+                None => 1,
+            };
+            if calls < least {
+                problems.push(format!(
+                    "visitor {v} message {m} ({fault:?}): {calls} agent calls, expected at least {least}"
+                ));
+            }
+            if fault == Some(Fault::AlwaysFail) {
+                expected_dead.push((v, *m));
+            }
+        }
+    }
+    // Each dead letter shows the visitor a failed reply, through the visitor's own API.
+    let http = http_client();
+    for (v, log) in logs.iter().enumerate() {
+        let list: MessageList = http
+            .get(format!(
+                "{base}/api/v1/sessions/{}/messages?after=0",
+                log.session_id
+            ))
+            .bearer_auth(&log.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for (m, id) in &log.acknowledged {
+            if !expected_dead.contains(&(v, *m)) {
+                continue;
+            }
+            let visible = list.messages.iter().any(|r| {
+                r.role == Role::Assistant
+                    && r.reply_to.as_deref() == Some(id.as_str())
+                    && r.status == MessageStatus::Failed
+            });
+            if !visible {
+                problems.push(format!("visitor {v} message {m}: no failed reply visible"));
+            }
+        }
+    }
+    if tally.dead != expected_dead {
+        problems.push(format!(
+            "dead-lettered {:?}, expected the always-failing {expected_dead:?}",
+            tally.dead
+        ));
+    }
+    let kills = kills.load(std::sync::atomic::Ordering::SeqCst);
+    let twice = expected_dead.len(); // one "answer twice" message per visitor, like "always fail"
+    if kills != twice {
+        problems.push(format!(
+            "{kills} connectors killed after a complete answer, expected {twice}"
+        ));
+    }
+    println!(
+        "D: {} agent calls for {} messages, {kills} connectors killed after a complete answer, {:.1} s",
+        requests.len(),
+        tally.acknowledged,
+        started.elapsed().as_secs_f64()
+    );
+    check(
+        "D: agent faults (500, hang, twice, always)",
+        &tally,
+        &problems,
+    );
+}
+
+/// E: two bridge replicas on one PostgreSQL schema, half the visitors and one connector on each;
+/// replica A is killed with SIGKILL ≥ 3 times and restarted while B keeps serving. Visitors of A
+/// resend through A (as the widget does: it knows one bridge URL), the connector of A keeps
+/// polling A; B's connector answers A's visitors while A is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_two_replicas_on_postgres_one_killed_lose_and_double_nothing() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    let started = Instant::now();
+    let addr_a = free_addr();
+    let addr_b = loop {
+        let addr = free_addr();
+        if addr != addr_a {
+            break addr;
+        }
+    };
+    let (base_a, base_b) = (format!("http://{addr_a}"), format!("http://{addr_b}"));
+    let mut replica_a = start_bridge(&db, addr_a);
+    let mut replica_b = start_bridge(&db, addr_b);
+    let key = connector_key(&db).await;
+    let agent = FakeAgent::start(Duration::from_millis(40)).await;
+    let mut connectors = [
+        start_connector(&base_a, &key, &agent, 3),
+        start_connector(&base_b, &key, &agent, 3),
+    ];
+
+    let visitors = spawn_visitors_on(&[base_a.clone(), base_b.clone()]);
+    let mut kills = 0;
+    while kills < 3 || visitors.iter().any(|v| !v.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(700..1500))).await;
+        replica_a.kill_hard();
+        kills += 1;
+        // A stays down a moment while B serves alone.
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(100..500))).await;
+        replica_a = start_bridge(&db, addr_a);
+    }
+    let logs = join_all(visitors).await;
+    wait_settled(&base_b, &logs, Duration::from_secs(60)).await;
+    let (tally, problems) = account(&base_b, &logs, &agent).await;
+    for (i, connector) in connectors.iter_mut().enumerate() {
+        assert!(
+            connector.running(),
+            "connector {i} survived every kill of A"
+        );
+    }
+    assert!(replica_b.running(), "replica B kept serving");
+    println!(
+        "E: {kills} kills of replica A, {} sends retried, {} agent calls, {:.1} s",
+        logs.iter().map(|l| l.retries).sum::<usize>(),
+        agent.requests().len(),
+        started.elapsed().as_secs_f64()
+    );
+    check("E: two replicas (PostgreSQL), kill -9 A", &tally, &problems);
 }
