@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::store::{ConnectorRow, SessionRow};
+use crate::store::{ConnectorRow, InterfaceRow, SessionRow};
 use crate::tokens::{hash_secret, secret_matches};
 use crate::validate;
 
@@ -243,8 +243,15 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The session a visitor's token opens, which must be `session_id`. Another session's token gets
-/// the same 404 as a missing session, so ids cannot be probed.
+/// A visitor's session and its interface (published or not: a session outlives an unpublish),
+/// read once per request for the handler's checks.
+pub struct VisitorSession {
+    pub session: SessionRow,
+    pub interface: InterfaceRow,
+}
+
+/// The session a visitor's token opens, which must be `session_id`, with its interface. Another
+/// session's token gets the same 404 as a missing session, so ids cannot be probed.
 ///
 /// A session idle for longer than its interface's `session_timeout_mins` is expired here (the
 /// status is written) and refused with 401 `session_expired`, as is one expired before: the
@@ -253,7 +260,7 @@ pub async fn visitor_session(
     state: &AppState,
     headers: &HeaderMap,
     session_id: &str,
-) -> Result<SessionRow, ApiError> {
+) -> Result<VisitorSession, ApiError> {
     let token = bearer(headers).ok_or_else(|| {
         ApiError::unauthorized(
             "missing_token",
@@ -279,39 +286,32 @@ pub async fn visitor_session(
             "This conversation expired after a while without messages; start a new session.",
         )
     };
-    match session.status.as_str() {
-        "expired" => return Err(expired()),
-        "active" => {
-            let timeout_ms = match state.store.interface_by_id(&session.interface_id).await? {
-                Some(interface) => interface.config.session_timeout_ms(),
-                None => {
-                    return Err(ApiError::not_found(
-                        "session_not_found",
-                        "session not found",
-                    ));
-                }
-            };
-            let now = state.relay.now();
-            let idle_since = now - timeout_ms;
-            if session.last_activity_at < idle_since {
-                if state
-                    .store
-                    .expire_idle_session(&session.id, idle_since)
-                    .await?
-                {
-                    state.publish(AdminEvent::Session {
-                        action: "expired".into(),
-                        session_id: session.id.clone(),
-                        interface: Some(session.interface_slug.clone()),
-                        at: airlock_shared::time_from_millis(now),
-                    });
-                }
-                return Err(expired());
-            }
-        }
-        _ => {}
+    if session.status == "expired" {
+        return Err(expired());
     }
-    Ok(session)
+    let interface = state
+        .store
+        .interface_by_id(&session.interface_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("session_not_found", "session not found"))?;
+    let now = state.relay.now();
+    let idle_since = now - interface.config.session_timeout_ms();
+    if session.status == "active" && session.last_activity_at < idle_since {
+        if state
+            .store
+            .expire_idle_session(&session.id, idle_since)
+            .await?
+        {
+            state.publish(AdminEvent::Session {
+                action: "expired".into(),
+                session_id: session.id.clone(),
+                interface: Some(session.interface_slug.clone()),
+                at: airlock_shared::time_from_millis(now),
+            });
+        }
+        return Err(expired());
+    }
+    Ok(VisitorSession { session, interface })
 }
 
 /// A request authenticated with a live connector key, within the key's rate limit.

@@ -23,7 +23,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, SessionIdPath, SlugPath, visitor_session};
+use super::extract::{ApiJson, ApiQuery, SessionIdPath, SlugPath, VisitorSession, visitor_session};
 use crate::app::AppState;
 use crate::client_ip::ClientIp;
 use crate::identity::{self, IdentityError};
@@ -93,15 +93,6 @@ async fn visible_interface(
         }
         _ => Err(not_found()),
     }
-}
-
-/// The interface a session belongs to, published or not: a session outlives an unpublish.
-async fn session_interface(state: &AppState, interface_id: &str) -> Result<InterfaceRow, ApiError> {
-    state
-        .store
-        .interface_by_id(interface_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("interface_not_found", "interface not found"))
 }
 
 #[utoipa::path(get, path = "/interfaces/{slug}", tag = "visitor",
@@ -336,14 +327,13 @@ async fn send_message(
     headers: HeaderMap,
     ApiJson(request): ApiJson<SendMessage>,
 ) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
-    let session = visitor_session(&state, &headers, &session_id).await?;
+    let VisitorSession { session, interface } =
+        visitor_session(&state, &headers, &session_id).await?;
     validate::client_id(&request.client_id)
         .map_err(|m| ApiError::unprocessable("invalid_client_id", m))?;
     validate::typed_text("text", &request.text)
         .map_err(|m| ApiError::unprocessable("invalid_text", m))?;
-    let config = session_interface(&state, &session.interface_id)
-        .await?
-        .config;
+    let config = interface.config;
     if request.attachments.is_empty() {
         validate::text("text", &request.text, state.max_message_chars)
             .map_err(|m| ApiError::unprocessable("invalid_text", m))?;
@@ -416,7 +406,9 @@ async fn list_messages(
     headers: HeaderMap,
 ) -> Result<Json<MessageList>, ApiError> {
     state.limits.read(ip)?;
-    let session = visitor_session(&state, &headers, &session_id).await?;
+    let session = visitor_session(&state, &headers, &session_id)
+        .await?
+        .session;
     let wait = Duration::from_secs(query.wait.min(airlock_shared::MAX_VISITOR_WAIT_SECS));
     let messages = state.relay.messages(&session.id, query.after, wait).await?;
     let cursor = messages
@@ -480,7 +472,9 @@ async fn events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.limits.read(ip)?;
-    let session = visitor_session(&state, &headers, &session_id).await?;
+    let session = visitor_session(&state, &headers, &session_id)
+        .await?
+        .session;
     let last_event_id = match headers.get("last-event-id") {
         Some(value) => Some(
             value
@@ -582,11 +576,9 @@ async fn upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<AttachmentUploaded>), ApiError> {
     state.limits.read(ip)?;
-    let session = visitor_session(&state, &headers, &session_id).await?;
-    let uploads = session_interface(&state, &session.interface_id)
-        .await?
-        .config
-        .uploads;
+    let VisitorSession { session, interface } =
+        visitor_session(&state, &headers, &session_id).await?;
+    let uploads = interface.config.uploads;
     if !uploads.enabled {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
