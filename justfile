@@ -29,6 +29,11 @@ ci:
 api-fuzz:
     bash .ci/api-fuzz
 
-# The kill -9 fault-injection suite with its table (PostgreSQL scenario included).
+# The fault-injection suite with its table (PostgreSQL scenarios included).
 faults:
     AIRLOCK_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p airlock-connector --test faults -- --nocapture
+
+# The fault harness as a soak: SECS of load and faults (default 300; hours are fine), the table plus
+# memory over time. BACKEND=postgres runs it on the local PostgreSQL.
+soak SECS="300" BACKEND="sqlite":
+    AIRLOCK_SOAK_SECS={{SECS}} AIRLOCK_SOAK_BACKEND={{BACKEND}} AIRLOCK_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p airlock-connector --test faults soak -- --ignored --exact --nocapture

@@ -415,7 +415,15 @@ impl Relay {
     /// The bridge's background work until shutdown: dead-lettering expired leases, expiring idle sessions, and deleting
     /// sessions past the retention period.
     pub async fn run_reaper(self) {
-        tokio::join!(self.reap_expired_leases(), self.purge_past_retention());
+        // The first sweep finishes before the first purge starts: at start-up both look at the
+        // same long-idle sessions, and on PostgreSQL a purge skips a row another transaction
+        // holds, which would leave it for an hour.
+        let swept_at = self.now();
+        self.expire_idle_sessions().await;
+        tokio::join!(
+            self.reap_expired_leases(swept_at),
+            self.purge_past_retention()
+        );
     }
 
     /// Deletes the sessions inactive for longer than the retention period, at start-up and then
@@ -474,11 +482,10 @@ impl Relay {
 
     /// Until shutdown: dead-letters expired last-attempt leases, so a visitor whose message the
     /// agent never answered sees the failure even when no connector is claiming; and every
-    /// [`SESSION_SWEEP_MS`] marks idle sessions expired.
-    async fn reap_expired_leases(&self) {
+    /// [`SESSION_SWEEP_MS`] after `swept_at` marks idle sessions expired.
+    async fn reap_expired_leases(&self, mut swept_at: i64) {
         let mut tick = tokio::time::interval(REAP_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut swept_at = i64::MIN;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
