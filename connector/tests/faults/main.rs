@@ -6,21 +6,22 @@
 //! visible reply (a complete answer, or a failed reply with a dead letter): zero lost, zero
 //! duplicated; and each visitor's messages must first reach the agent in the order sent.
 //!
-//! - A: the bridge (SQLite) is killed with `kill -9` ≥ 10 times under load and restarted on the
-//!   same port and data directory, under two connector processes.
+//! - A: the bridge is killed with `kill -9` ≥ 10 times under load and restarted on the same
+//!   port and database, under two connector processes.
 //! - B: connector processes are killed with `kill -9` mid-stream and new ones started; leases
 //!   expire and the items are handed out again.
-//! - C: A on PostgreSQL, on a fresh schema of `AIRLOCK_TEST_POSTGRES_URL` (skipped with a notice
-//!   when it is not set).
+//! - C: the network between connectors and the bridge is cut through TCP proxies the test
+//!   controls ([`proxy`]): connections reset, black holes longer than a lease, healing.
 //! - D: the agent fails: a 500 once, a hang past the connector's agent timeout once, a complete
 //!   answer after which its connector is killed (so the agent answers the message twice), and a
 //!   503 every time (dead-lettered after `AIRLOCK_MAX_ATTEMPTS`), chosen by a rule on the text.
 //! - E: two bridge replicas on one PostgreSQL schema, visitors and connectors spread across both;
 //!   replica A is killed with `kill -9` ≥ 3 times and restarted while B keeps serving; visitors
-//!   fail over (skipped like C without `AIRLOCK_TEST_POSTGRES_URL`).
-//! - F: the network between connectors and the bridge is cut through TCP proxies the test
-//!   controls ([`proxy`]): connections reset, black holes longer than a lease, healing.
-//! - `soak` (ignored; `just soak`): B and F's faults for minutes to hours, with memory over time.
+//!   fail over.
+//! - `soak` (ignored; `just soak`): B's and C's faults for minutes to hours, with memory over time.
+//!
+//! A to D run on SQLite and on PostgreSQL (a fresh schema of `AIRLOCK_TEST_POSTGRES_URL`; those
+//! are skipped with a one-line notice when it is not set, and required in `.ci/run`).
 //!
 //! The bridge runs in a child process made by re-running this test binary with only the ignored
 //! `faults_bridge_process` entry selected (as `bridge_crash.rs` does), so the test works the same
@@ -91,7 +92,8 @@ fn faults_bridge_process() {
 
 /// The bridge is killed with SIGKILL ≥ 10 times while visitors send and two connectors answer,
 /// and restarted each time on the same port and database.
-async fn bridge_kills(name: &str, db: Db) {
+async fn bridge_kills(db: Db) {
+    let name = format!("A: kill -9 bridge ({})", db.backend());
     let started = Instant::now();
     let addr = free_addr();
     let base = format!("http://{addr}");
@@ -126,31 +128,30 @@ async fn bridge_kills(name: &str, db: Db) {
         agent.requests().len(),
         started.elapsed().as_secs_f64()
     );
-    check(name, &tally, &problems);
+    check(&name, &tally, &problems);
     drop(bridge);
 }
 
 /// A: the bridge on SQLite, killed repeatedly under load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_killed_repeatedly_on_sqlite_loses_and_doubles_nothing() {
-    bridge_kills("A: kill -9 bridge (SQLite)", Db::sqlite()).await;
+    bridge_kills(Db::sqlite()).await;
 }
 
-/// C: the same on PostgreSQL (skipped with a notice when no test database is configured).
+/// A on PostgreSQL (skipped with a notice when no test database is configured).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn c_bridge_killed_repeatedly_on_postgres_loses_and_doubles_nothing() {
+async fn a_bridge_killed_repeatedly_on_postgres_loses_and_doubles_nothing() {
     let Some(db) = Db::postgres().await else {
         return;
     };
-    bridge_kills("C: kill -9 bridge (PostgreSQL)", db).await;
+    bridge_kills(db).await;
 }
 
 /// B: connectors are killed with SIGKILL mid-stream and new ones started; the bridge hands the
 /// items of a dead connector out again when their lease expires.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn b_connectors_killed_mid_stream_lose_and_double_nothing() {
+async fn connector_kills(db: Db) {
+    let name = format!("B: kill -9 connectors mid-stream ({})", db.backend());
     let started = Instant::now();
-    let db = Db::sqlite();
     let addr = free_addr();
     let base = format!("http://{addr}");
     let _bridge = start_bridge(&db, addr);
@@ -176,11 +177,11 @@ async fn b_connectors_killed_mid_stream_lose_and_double_nothing() {
     wait_settled(&base, &logs, Duration::from_secs(60)).await;
     let (tally, problems) = account(&base, &logs, &agent).await;
     println!(
-        "B: {kills} connector kills, {} agent calls (redeliveries included), {:.1} s",
+        "{name}: {kills} connector kills, {} agent calls (redeliveries included), {:.1} s",
         agent.requests().len(),
         started.elapsed().as_secs_f64()
     );
-    check("B: kill -9 connectors mid-stream", &tally, &problems);
+    check(&name, &tally, &problems);
 }
 
 /// D: the agent misbehaves by a fixed rule on the message text (`fault_of`): a 500 once, a hang
@@ -188,11 +189,13 @@ async fn b_connectors_killed_mid_stream_lose_and_double_nothing() {
 /// before it stores the reply (so the agent answers the same message twice), and a 503 every time
 /// (dead-lettered after `AIRLOCK_MAX_ATTEMPTS` = 3). Connectors take one message at a time, so a
 /// kill redelivers only the message it was meant for.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn d_agent_faults_lose_and_double_nothing() {
+async fn agent_faults(db: Db) {
     const MAX_ATTEMPTS: u32 = 3;
+    let name = format!(
+        "D: agent faults: 500, hang, twice, always ({})",
+        db.backend()
+    );
     let started = Instant::now();
-    let db = Db::sqlite();
     let addr = free_addr();
     let base = format!("http://{addr}");
     let _bridge = start_bridge_with(&db, addr, Some(MAX_ATTEMPTS));
@@ -313,16 +316,12 @@ async fn d_agent_faults_lose_and_double_nothing() {
         ));
     }
     println!(
-        "D: {} agent calls for {} messages, {kills} connectors killed after a complete answer, {:.1} s",
+        "{name}: {} agent calls for {} messages, {kills} connectors killed after a complete answer, {:.1} s",
         requests.len(),
         tally.acknowledged,
         started.elapsed().as_secs_f64()
     );
-    check(
-        "D: agent faults (500, hang, twice, always)",
-        &tally,
-        &problems,
-    );
+    check(&name, &tally, &problems);
 }
 
 /// E: two bridge replicas on one PostgreSQL schema, half the visitors and one connector on each;
@@ -382,25 +381,69 @@ async fn e_two_replicas_on_postgres_one_killed_lose_and_double_nothing() {
     check("E: two replicas (PostgreSQL), kill -9 A", &tally, &problems);
 }
 
+/// Scenario B on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b_connectors_killed_mid_stream_on_sqlite_lose_and_double_nothing() {
+    connector_kills(Db::sqlite()).await;
+}
+
+/// Scenario B on PostgreSQL (skipped with a notice when no test database is configured).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b_connectors_killed_mid_stream_on_postgres_lose_and_double_nothing() {
+    if let Some(db) = Db::postgres().await {
+        connector_kills(db).await;
+    }
+}
+
+/// Scenario D on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d_agent_faults_on_sqlite_lose_and_double_nothing() {
+    agent_faults(Db::sqlite()).await;
+}
+
+/// Scenario D on PostgreSQL (skipped with a notice when no test database is configured).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d_agent_faults_on_postgres_lose_and_double_nothing() {
+    if let Some(db) = Db::postgres().await {
+        agent_faults(db).await;
+    }
+}
+
+/// Scenario C on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_network_cuts_on_sqlite_lose_and_double_nothing() {
+    network_cuts(Db::sqlite()).await;
+}
+
+/// Scenario C on PostgreSQL (skipped with a notice when no test database is configured).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_network_cuts_on_postgres_lose_and_double_nothing() {
+    if let Some(db) = Db::postgres().await {
+        network_cuts(db).await;
+    }
+}
+
 /// A random pause of `range` milliseconds.
 fn pause(range: std::ops::Range<u64>) -> tokio::time::Sleep {
     tokio::time::sleep(Duration::from_millis(fastrand::u64(range)))
 }
 
-/// How a black hole is healed.
+/// How long a black hole lasts before it heals.
 const BLACK_HOLE_MS: std::ops::Range<u64> = 2500..3200;
 
-/// F: the network between the connectors and the bridge is cut through proxies the test
+/// C: the network between the connectors and the bridge is cut through proxies the test
 /// controls, one per connector, while waves of visitors keep sending. In turn: every connection
 /// of one proxy is reset; one proxy is black-holed for longer than a lease while the other
 /// connector keeps serving — the cut-off connector's leases run out under it, the other connector
 /// takes the items over, and the cut-off one's late calls are fenced with 409 once the network
 /// heals; both proxies are black-holed, then healed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn f_network_cuts_between_connectors_and_bridge_lose_and_double_nothing() {
+async fn network_cuts(db: Db) {
     const ROUNDS: usize = 9;
+    let name = format!(
+        "C: network cuts: reset, black hole, heal ({})",
+        db.backend()
+    );
     let started = Instant::now();
-    let db = Db::sqlite();
     let addr = free_addr();
     let base = format!("http://{addr}");
     let _bridge = start_bridge(&db, addr);
@@ -459,7 +502,7 @@ async fn f_network_cuts_between_connectors_and_bridge_lose_and_double_nothing() 
         problems.push("no lease ran out under a connector cut off by a black hole".into());
     }
     println!(
-        "F: {} connection resets, {} black holes of one connector, {} of both ({}–{} ms, leases \
+        "{name}: {} connection resets, {} black holes of one connector, {} of both ({}–{} ms, leases \
          {lease_secs} s); {fenced} stale workers fenced with 409; {} agent calls, {:.1} s",
         cuts[0],
         cuts[1],
@@ -469,16 +512,22 @@ async fn f_network_cuts_between_connectors_and_bridge_lose_and_double_nothing() 
         agent.requests().len(),
         started.elapsed().as_secs_f64()
     );
-    check(
-        "F: network cuts (reset, black hole, heal)",
-        &tally,
-        &problems,
-    );
+    check(&name, &tally, &problems);
+}
+
+/// One memory sample of the soak.
+struct Sample {
+    /// Seconds since the start.
+    at: f64,
+    bridge_kib: Option<u64>,
+    connector_kib: Option<u64>,
+    /// The SQLite database with its write-ahead log (`None` on PostgreSQL).
+    db_bytes: Option<u64>,
 }
 
 /// The soak mode of this harness (`just soak`): a bridge and two connectors, each behind its own
 /// proxy, under waves of visitors for `AIRLOCK_SOAK_SECS` (default 300) while the faults of B and
-/// F keep coming — connection resets, black holes longer than a lease, and the second connector
+/// C keep coming — connection resets, black holes longer than a lease, and the second connector
 /// killed with SIGKILL and replaced. The bridge and the first connector live throughout, so their
 /// memory over time shows a leak. `AIRLOCK_SOAK_BACKEND=postgres` runs it on a fresh schema of
 /// `AIRLOCK_TEST_POSTGRES_URL`. Prints the same table as the scenarios, plus memory samples.
@@ -509,14 +558,15 @@ async fn soak() {
     let mut second = start_connector(&proxies[1].url(), &key, &agent, lease_secs);
 
     let every = Duration::from_secs((secs / 20).max(5));
-    let mut samples: Vec<(f64, Option<u64>, Option<u64>)> = Vec::new();
+    let mut samples: Vec<Sample> = Vec::new();
     let mut faults_done = [0usize; 3];
     let sample = |samples: &mut Vec<_>| {
-        samples.push((
-            started.elapsed().as_secs_f64(),
-            bridge.rss_kib(),
-            first.rss_kib(),
-        ));
+        samples.push(Sample {
+            at: started.elapsed().as_secs_f64(),
+            bridge_kib: bridge.rss_kib(),
+            connector_kib: first.rss_kib(),
+            db_bytes: db.sqlite_bytes(),
+        });
     };
     let faults = async {
         let mut round = 0;
@@ -551,13 +601,17 @@ async fn soak() {
     assert!(bridge.running(), "the bridge ran throughout");
 
     let mib = |kib: Option<u64>| kib.map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0));
-    let mut memory =
-        String::from("\n| elapsed (s) | bridge RSS (MiB) | connector RSS (MiB) |\n|---|---|---|\n");
-    for (at, bridge_kib, connector_kib) in &samples {
+    let mut memory = String::from(
+        "\n| elapsed (s) | bridge RSS (MiB) | connector RSS (MiB) | SQLite files (MiB) |\n\
+         |---|---|---|---|\n",
+    );
+    for sample in &samples {
         memory += &format!(
-            "| {at:.0} | {} | {} |\n",
-            mib(*bridge_kib),
-            mib(*connector_kib)
+            "| {:.0} | {} | {} | {} |\n",
+            sample.at,
+            mib(sample.bridge_kib),
+            mib(sample.connector_kib),
+            mib(sample.db_bytes.map(|b| b / 1024))
         );
     }
     println!("{memory}");

@@ -212,6 +212,31 @@ impl Db {
         })
     }
 
+    /// The size of the SQLite database with its write-ahead log (`None` on PostgreSQL).
+    pub fn sqlite_bytes(&self) -> Option<u64> {
+        if self.postgres.is_some() {
+            return None;
+        }
+        let files = std::fs::read_dir(self.dir.path()).ok()?;
+        Some(
+            files
+                .filter_map(Result::ok)
+                .filter(|f| f.file_name().to_string_lossy().starts_with("airlock.db"))
+                .filter_map(|f| f.metadata().ok())
+                .map(|m| m.len())
+                .sum(),
+        )
+    }
+
+    /// "SQLite" or "PostgreSQL", for the table.
+    pub fn backend(&self) -> &'static str {
+        if self.postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    }
+
     pub fn url(&self) -> String {
         self.postgres
             .clone()
