@@ -100,3 +100,86 @@ impl TestBridge {
         self.bridge.shutdown().await.expect("clean shutdown");
     }
 }
+
+/// The PostgreSQL URL for tests (`AIRLOCK_TEST_POSTGRES_URL`), or `None` after a one-line notice
+/// on the real stderr (not the captured one, so it shows in every run). With
+/// `AIRLOCK_TEST_REQUIRE_POSTGRES=1` (as `.ci/run` sets) a missing URL panics instead.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("AIRLOCK_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("AIRLOCK_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                panic!("AIRLOCK_TEST_REQUIRE_POSTGRES=1 but AIRLOCK_TEST_POSTGRES_URL is not set");
+            }
+            static NOTICE: std::sync::Once = std::sync::Once::new();
+            NOTICE.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "NOTICE: PostgreSQL tests SKIPPED — set AIRLOCK_TEST_POSTGRES_URL=postgres://user@host/db to run them"
+                );
+            });
+            None
+        }
+    }
+}
+
+/// A fresh schema on the test PostgreSQL, dropped (with everything in it) when this is dropped.
+pub struct TestSchema {
+    /// The test PostgreSQL's URL selecting this schema (`search_path`).
+    pub url: String,
+    base: String,
+    name: String,
+}
+
+impl TestSchema {
+    /// A new schema, or `None` when no test PostgreSQL is configured (see [`postgres_url`]).
+    pub async fn create() -> Option<TestSchema> {
+        let base = postgres_url()?;
+        let name = format!(
+            "airlock_t_{}",
+            crate::tokens::new_id("s")
+                .to_lowercase()
+                .replace(['-', '_'], "")
+        );
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&base)
+            .await
+            .expect("connect to AIRLOCK_TEST_POSTGRES_URL");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create the test schema");
+        let mut url = url::Url::parse(&base).expect("AIRLOCK_TEST_POSTGRES_URL is a URL");
+        url.query_pairs_mut()
+            .append_pair("options", &format!("-c search_path={name}"));
+        Some(TestSchema {
+            url: url.to_string(),
+            base,
+            name,
+        })
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let (base, name) = (self.base.clone(), self.name.clone());
+        // Drop may run inside a test's runtime: clean up on a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            runtime.block_on(async {
+                if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&base).await
+                {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP SCHEMA IF EXISTS {name} CASCADE"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}

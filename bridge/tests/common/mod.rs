@@ -39,13 +39,13 @@ macro_rules! on_both_backends {
     };
 }
 
-use std::io::Write;
-use std::sync::Once;
-
 use airlock_bridge::manage;
 use airlock_bridge::store::{
     ConnectorRow, NewSession, SessionRow, Store, StoreOptions, sqlite_url,
 };
+use airlock_bridge::testing::TestSchema;
+#[allow(unused_imports)]
+pub use airlock_bridge::testing::postgres_url;
 use airlock_bridge::tokens::{hash_secret, new_id};
 
 /// A database made for one test, removed when dropped.
@@ -55,7 +55,7 @@ pub struct TestDb {
     /// open a second `Store` on the same data, as another bridge replica would.
     pub url: String,
     _dir: Option<tempfile::TempDir>,
-    schema: Option<(String, String)>,
+    _schema: Option<TestSchema>,
 }
 
 impl TestDb {
@@ -67,85 +67,24 @@ impl TestDb {
             store,
             url,
             _dir: Some(dir),
-            schema: None,
+            _schema: None,
         }
     }
 
     /// A fresh schema on the test PostgreSQL, or `None` (with a notice) when none is configured.
     pub async fn postgres(options: StoreOptions) -> Option<TestDb> {
-        let base = postgres_url()?;
-        let schema = format!(
-            "airlock_t_{}",
-            new_id("s").to_lowercase().replace(['-', '_'], "")
-        );
-        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&base)
-            .await
-            .expect("connect to AIRLOCK_TEST_POSTGRES_URL");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut admin)
-            .await
-            .expect("create test schema");
-        let mut url = url::Url::parse(&base).expect("AIRLOCK_TEST_POSTGRES_URL is a URL");
-        url.query_pairs_mut()
-            .append_pair("options", &format!("-c search_path={schema}"));
+        let schema = TestSchema::create().await?;
         let mut options = options;
         options.max_connections = options.max_connections.min(5);
-        let store = Store::connect(url.as_str(), &options)
+        let store = Store::connect(&schema.url, &options)
             .await
             .expect("open PostgreSQL test schema");
         Some(TestDb {
             store,
-            url: url.to_string(),
+            url: schema.url.clone(),
             _dir: None,
-            schema: Some((base, schema)),
+            _schema: Some(schema),
         })
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some((base, schema)) = self.schema.take() else {
-            return;
-        };
-        // Drop may run inside the test's runtime; clean up on a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cleanup runtime");
-            rt.block_on(async {
-                if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&base).await
-                {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-/// The PostgreSQL URL for tests, or `None` after a one-line notice on the real stderr (not the
-/// captured one, so it shows in every run).
-pub fn postgres_url() -> Option<String> {
-    match std::env::var("AIRLOCK_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("AIRLOCK_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                panic!("AIRLOCK_TEST_REQUIRE_POSTGRES=1 but AIRLOCK_TEST_POSTGRES_URL is not set");
-            }
-            static NOTICE: Once = Once::new();
-            NOTICE.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "NOTICE: PostgreSQL tests SKIPPED — set AIRLOCK_TEST_POSTGRES_URL=postgres://user@host/db to run them"
-                );
-            });
-            None
-        }
     }
 }
 

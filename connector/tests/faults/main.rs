@@ -132,21 +132,6 @@ async fn bridge_kills(db: Db) {
     drop(bridge);
 }
 
-/// A: the bridge on SQLite, killed repeatedly under load.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bridge_killed_repeatedly_on_sqlite_loses_and_doubles_nothing() {
-    bridge_kills(Db::sqlite()).await;
-}
-
-/// A on PostgreSQL (skipped with a notice when no test database is configured).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bridge_killed_repeatedly_on_postgres_loses_and_doubles_nothing() {
-    let Some(db) = Db::postgres().await else {
-        return;
-    };
-    bridge_kills(db).await;
-}
-
 /// B: connectors are killed with SIGKILL mid-stream and new ones started; the bridge hands the
 /// items of a dead connector out again when their lease expires.
 async fn connector_kills(db: Db) {
@@ -381,46 +366,33 @@ async fn e_two_replicas_on_postgres_one_killed_lose_and_double_nothing() {
     check("E: two replicas (PostgreSQL), kill -9 A", &tally, &problems);
 }
 
-/// Scenario B on SQLite.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn b_connectors_killed_mid_stream_on_sqlite_lose_and_double_nothing() {
-    connector_kills(Db::sqlite()).await;
+/// Two tests for each scenario: on SQLite, and on a fresh PostgreSQL schema (skipped with a
+/// notice when no test database is configured).
+macro_rules! on_both_backends {
+    ($($scenario:ident: $on_sqlite:ident, $on_postgres:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $on_sqlite() {
+            $scenario(Db::sqlite()).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $on_postgres() {
+            if let Some(db) = Db::postgres().await {
+                $scenario(db).await;
+            }
+        }
+    )*};
 }
 
-/// Scenario B on PostgreSQL (skipped with a notice when no test database is configured).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn b_connectors_killed_mid_stream_on_postgres_lose_and_double_nothing() {
-    if let Some(db) = Db::postgres().await {
-        connector_kills(db).await;
-    }
-}
-
-/// Scenario D on SQLite.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn d_agent_faults_on_sqlite_lose_and_double_nothing() {
-    agent_faults(Db::sqlite()).await;
-}
-
-/// Scenario D on PostgreSQL (skipped with a notice when no test database is configured).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn d_agent_faults_on_postgres_lose_and_double_nothing() {
-    if let Some(db) = Db::postgres().await {
-        agent_faults(db).await;
-    }
-}
-
-/// Scenario C on SQLite.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn c_network_cuts_on_sqlite_lose_and_double_nothing() {
-    network_cuts(Db::sqlite()).await;
-}
-
-/// Scenario C on PostgreSQL (skipped with a notice when no test database is configured).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn c_network_cuts_on_postgres_lose_and_double_nothing() {
-    if let Some(db) = Db::postgres().await {
-        network_cuts(db).await;
-    }
+on_both_backends! {
+    bridge_kills: a_bridge_killed_on_sqlite_loses_and_doubles_nothing,
+        a_bridge_killed_on_postgres_loses_and_doubles_nothing;
+    connector_kills: b_connectors_killed_on_sqlite_lose_and_double_nothing,
+        b_connectors_killed_on_postgres_lose_and_double_nothing;
+    network_cuts: c_network_cuts_on_sqlite_lose_and_double_nothing,
+        c_network_cuts_on_postgres_lose_and_double_nothing;
+    agent_faults: d_agent_faults_on_sqlite_lose_and_double_nothing,
+        d_agent_faults_on_postgres_lose_and_double_nothing;
 }
 
 /// A random pause of `range` milliseconds.

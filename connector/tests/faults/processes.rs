@@ -1,10 +1,12 @@
 //! The processes under test: bridge child processes, real connector processes, and the
 //! database they share.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use airlock_bridge::testing::TestSchema;
 
 use crate::agent::FakeAgent;
 
@@ -74,8 +76,8 @@ pub fn start_bridge(db: &Db, listen: SocketAddr) -> Proc {
 pub fn start_bridge_with(db: &Db, listen: SocketAddr, max_attempts: Option<u32>) -> Proc {
     for _ in 0..50 {
         let mut command = Command::new(std::env::current_exe().unwrap());
-        if let Some(url) = &db.postgres {
-            command.env(DATABASE_VAR, url);
+        if let Some(schema) = &db.postgres {
+            command.env(DATABASE_VAR, &schema.url);
         }
         command.env_remove("AIRLOCK_MAX_ATTEMPTS");
         if let Some(attempts) = max_attempts {
@@ -164,9 +166,7 @@ pub fn start_connector_with(
 /// PostgreSQL (dropped afterwards).
 pub struct Db {
     pub dir: tempfile::TempDir,
-    /// The URL selecting the schema, and (base URL, schema) for the cleanup.
-    pub postgres: Option<String>,
-    pub schema: Option<(String, String)>,
+    pub postgres: Option<TestSchema>,
 }
 
 impl Db {
@@ -174,41 +174,14 @@ impl Db {
         Db {
             dir: tempfile::tempdir().unwrap(),
             postgres: None,
-            schema: None,
         }
     }
 
     /// A fresh schema on `AIRLOCK_TEST_POSTGRES_URL`, or `None` after a one-line notice.
     pub async fn postgres() -> Option<Db> {
-        let base = match std::env::var("AIRLOCK_TEST_POSTGRES_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ => {
-                assert!(
-                    std::env::var("AIRLOCK_TEST_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                    "AIRLOCK_TEST_REQUIRE_POSTGRES=1 but AIRLOCK_TEST_POSTGRES_URL is not set"
-                );
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "NOTICE: PostgreSQL fault scenario SKIPPED — set AIRLOCK_TEST_POSTGRES_URL=postgres://user@host/db to run it"
-                );
-                return None;
-            }
-        };
-        let schema = format!("airlock_faults_{}", fastrand::u64(..));
-        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&base)
-            .await
-            .expect("connect to AIRLOCK_TEST_POSTGRES_URL");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut admin)
-            .await
-            .expect("create the test schema");
-        let mut url = url::Url::parse(&base).expect("AIRLOCK_TEST_POSTGRES_URL is a URL");
-        url.query_pairs_mut()
-            .append_pair("options", &format!("-c search_path={schema}"));
         Some(Db {
             dir: tempfile::tempdir().unwrap(),
-            postgres: Some(url.to_string()),
-            schema: Some((base, schema)),
+            postgres: Some(TestSchema::create().await?),
         })
     }
 
@@ -238,35 +211,10 @@ impl Db {
     }
 
     pub fn url(&self) -> String {
-        self.postgres
-            .clone()
-            .unwrap_or_else(|| airlock_bridge::store::sqlite_url(self.dir.path()))
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let Some((base, schema)) = self.schema.take() else {
-            return;
-        };
-        // Drop may run inside the test's runtime: clean up on a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&base).await
-                {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
+        match &self.postgres {
+            Some(schema) => schema.url.clone(),
+            None => airlock_bridge::store::sqlite_url(self.dir.path()),
+        }
     }
 }
 
