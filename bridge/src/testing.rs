@@ -135,7 +135,12 @@ pub struct TestSchema {
 impl TestSchema {
     /// A new schema, or `None` when no test PostgreSQL is configured (see [`postgres_url`]).
     pub async fn create() -> Option<TestSchema> {
-        let base = postgres_url()?;
+        Some(Self::create_on(&postgres_url()?).await)
+    }
+
+    /// A new schema on the PostgreSQL at `base`.
+    pub async fn create_on(base: &str) -> TestSchema {
+        let base = base.to_owned();
         let name = format!(
             "airlock_t_{}",
             crate::tokens::new_id("s")
@@ -144,19 +149,19 @@ impl TestSchema {
         );
         let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&base)
             .await
-            .expect("connect to AIRLOCK_TEST_POSTGRES_URL");
+            .expect("connect to the test PostgreSQL");
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
             .execute(&mut admin)
             .await
             .expect("create the test schema");
-        let mut url = url::Url::parse(&base).expect("AIRLOCK_TEST_POSTGRES_URL is a URL");
+        let mut url = url::Url::parse(&base).expect("the test PostgreSQL's URL is a URL");
         url.query_pairs_mut()
             .append_pair("options", &format!("-c search_path={name}"));
-        Some(TestSchema {
+        TestSchema {
             url: url.to_string(),
             base,
             name,
-        })
+        }
     }
 }
 

@@ -1,0 +1,71 @@
+//! The fake agent: a webhook (the connector's `webhook` agent, Airlock format) that answers after
+//! a set delay and records how long it held each message, so the relay's own time can be told
+//! apart from the agent's.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::post;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+#[derive(Clone)]
+struct AgentState {
+    delay: Duration,
+    /// Message id → time from the request's arrival to the answer.
+    held: Arc<Mutex<HashMap<String, Duration>>>,
+}
+
+pub struct FakeAgent {
+    /// The webhook URL to give the connector.
+    pub url: String,
+    held: Arc<Mutex<HashMap<String, Duration>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeAgent {
+    /// An agent answering every message after `delay`, on a free loopback port.
+    pub async fn start(delay: Duration) -> anyhow::Result<FakeAgent> {
+        let state = AgentState {
+            delay,
+            held: Arc::default(),
+        };
+        let held = state.held.clone();
+        let app = axum::Router::new()
+            .route("/agent", post(answer))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/agent", listener.local_addr()?);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(FakeAgent { url, held, task })
+    }
+
+    /// How long the agent held the message with this id, once it has answered.
+    pub fn held(&self, message_id: &str) -> Option<Duration> {
+        self.held.lock().unwrap().get(message_id).copied()
+    }
+}
+
+impl Drop for FakeAgent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(State(state): State<AgentState>, Json(request): Json<Value>) -> Json<Value> {
+    let arrived = Instant::now();
+    let id = request["message"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if !state.delay.is_zero() {
+        tokio::time::sleep(state.delay).await;
+    }
+    state.held.lock().unwrap().insert(id, arrived.elapsed());
+    Json(json!({"text": "pong"}))
+}

@@ -1,0 +1,139 @@
+//! Capacity: many idle visitors held at once — long-polls or SSE streams — the bridge's memory
+//! while it holds them, and how fast a message wakes one of them.
+
+use std::time::Duration;
+
+use futures_util::{StreamExt, stream};
+use serde::Serialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::procs::Bridge;
+use crate::stats::{Latency, ms};
+use crate::visitor::{Visitor, until};
+
+/// How idle visitors wait.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub enum Hold {
+    LongPoll,
+    Sse,
+}
+
+/// What holding `held` idle visitors cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct Capacity {
+    pub hold: Hold,
+    pub held: usize,
+    pub rss_before_kib: Option<u64>,
+    pub rss_held_kib: Option<u64>,
+    /// A message sent to one held visitor → that visitor has it.
+    pub wake: Latency,
+}
+
+/// Sessions opened this many at a time.
+const OPENING: usize = 64;
+
+/// Opens `count` sessions, holds each one waiting the `hold` way, then times `probes` wake-ups:
+/// a message sent on a probe visitor's session while it and all the others wait.
+pub async fn hold(
+    bridge: &Bridge,
+    hold: Hold,
+    count: usize,
+    probes: usize,
+) -> anyhow::Result<Capacity> {
+    let rss_before_kib = bridge.rss_kib();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let visitors: Vec<Visitor> = stream::iter(0..count)
+        .map(|_| Visitor::open(&http, &bridge.url))
+        .buffer_unordered(OPENING)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let stop = CancellationToken::new();
+    let mut waiting = Vec::with_capacity(count);
+    for visitor in visitors {
+        let stop = stop.clone();
+        waiting.push(tokio::spawn(async move {
+            match hold {
+                Hold::LongPoll => loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        _ = visitor.poll(i64::MAX / 2, 30) => {}
+                    }
+                },
+                Hold::Sse => {
+                    if let Ok(events) = visitor.events().await {
+                        let mut events = Box::pin(events);
+                        tokio::select! {
+                            () = stop.cancelled() => {}
+                            _ = events.next() => stop.cancelled().await,
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    // Let every request reach the bridge and settle into waiting.
+    settle(bridge).await;
+    let rss_held_kib = bridge.rss_kib();
+
+    let mut wakes = Vec::with_capacity(probes);
+    let probe = Visitor::open(&http, &bridge.url).await?;
+    for _ in 0..probes {
+        let cursor = probe.poll(0, 0).await?.cursor;
+        let woken = match hold {
+            Hold::LongPoll => {
+                let waiting = probe.poll(cursor, 30);
+                tokio::pin!(waiting);
+                // Give the long-poll time to reach the bridge before the message is sent.
+                let early = tokio::time::timeout(Duration::from_millis(50), &mut waiting).await;
+                anyhow::ensure!(early.is_err(), "a long-poll returned with nothing new");
+                let started = Instant::now();
+                let (sent, list) = tokio::join!(probe.send("wake up"), waiting);
+                sent?;
+                anyhow::ensure!(
+                    !list?.messages.is_empty(),
+                    "the long-poll woke with nothing"
+                );
+                started.elapsed()
+            }
+            Hold::Sse => {
+                let mut events = Box::pin(probe.events().await?);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let started = Instant::now();
+                let sent = probe.send("wake up").await?;
+                until(&mut events, |m| m.id == sent.id).await?;
+                started.elapsed()
+            }
+        };
+        wakes.push(ms(woken));
+    }
+    stop.cancel();
+    for task in waiting {
+        let _ = task.await;
+    }
+    Ok(Capacity {
+        hold,
+        held: count,
+        rss_before_kib,
+        rss_held_kib,
+        wake: Latency::of_ms(&wakes),
+    })
+}
+
+/// Waits until the bridge's memory stops growing (at most 20 s): every held request has arrived.
+async fn settle(bridge: &Bridge) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = bridge.rss_kib();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = bridge.rss_kib();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}

@@ -1,0 +1,100 @@
+//! The floors every result is divided by, measured in the same run: a bare HTTP round trip to a
+//! minimal server in its own process, and a bare SQLite commit with the bridge's own settings.
+
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::routing::get;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::time::Instant;
+
+use crate::stats::ms;
+
+/// The `floor-server` sub-command: an axum (hyper) server answering `GET /` with `ok`, on
+/// `127.0.0.1:0`; prints the port and serves until killed.
+pub async fn serve_floor() -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("{}", listener.local_addr()?.port());
+    axum::serve(
+        listener,
+        axum::Router::new().route("/", get(|| async { "ok" })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// `samples` sequential GET round trips, over one kept-alive connection, to the floor server
+/// running in a process of its own (as the bridge does).
+pub async fn http_round_trips(samples: usize) -> anyhow::Result<Vec<f64>> {
+    let mut child = tokio::process::Command::from(floor_command()?)
+        .kill_on_drop(true)
+        .spawn()
+        .context("start the floor server")?;
+    let stdout = child.stdout.take().context("the floor server's stdout")?;
+    let port = BufReader::new(stdout)
+        .lines()
+        .next_line()
+        .await?
+        .context("the floor server printed no port")?;
+    let url = format!("http://127.0.0.1:{}/", port.trim());
+    let http = reqwest::Client::new();
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples + samples / 10 {
+        let started = Instant::now();
+        let body = http.get(&url).send().await?.text().await?;
+        anyhow::ensure!(body == "ok", "the floor server answered {body:?}");
+        // The first tenth warms the connection and the allocator up.
+        if i >= samples / 10 {
+            times.push(ms(started.elapsed()));
+        }
+    }
+    child.kill().await?;
+    Ok(times)
+}
+
+fn floor_command() -> anyhow::Result<Command> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .arg("floor-server")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    Ok(command)
+}
+
+/// `samples` single-row transactions, each committed on its own, on a fresh SQLite file in WAL
+/// mode with `synchronous=NORMAL` — the bridge's defaults, so this is the cheapest durable
+/// write the bridge could make.
+pub async fn sqlite_commits(samples: usize) -> anyhow::Result<Vec<f64>> {
+    let dir = tempfile::tempdir()?;
+    let mut conn = SqliteConnectOptions::from_str("sqlite://floor.db")?
+        .filename(dir.path().join("floor.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5))
+        .connect()
+        .await?;
+    sqlx::query("CREATE TABLE floor (id INTEGER PRIMARY KEY, text TEXT NOT NULL)")
+        .execute(&mut conn)
+        .await?;
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples + samples / 10 {
+        let started = Instant::now();
+        let mut tx = conn.begin().await?;
+        sqlx::query("INSERT INTO floor (text) VALUES ($1)")
+            .bind("a visitor's message of ordinary length")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if i >= samples / 10 {
+            times.push(ms(started.elapsed()));
+        }
+    }
+    conn.close().await?;
+    Ok(times)
+}

@@ -1,0 +1,238 @@
+//! The processes under measurement: the real `airlock-bridge` and `airlock-connector` binaries,
+//! started on loopback with a fresh database each.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use airlock_bridge::testing::TestSchema;
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+/// The admin key of every bridge the harness starts.
+const ADMIN_KEY: &str = "alk_a_bench-0123456789abcdefghijklmnopqrstuv";
+
+/// Where the two binaries are.
+#[derive(Debug, Clone)]
+pub struct Bins {
+    pub bridge: PathBuf,
+    pub connector: PathBuf,
+}
+
+impl Bins {
+    /// The binaries in `dir`, or beside this one (`target/<profile>/`, where cargo builds them).
+    pub fn locate(dir: Option<&Path>) -> anyhow::Result<Bins> {
+        let dir = match dir {
+            Some(dir) => dir.to_path_buf(),
+            None => std::env::current_exe()?
+                .parent()
+                .context("the harness binary has no directory")?
+                .to_path_buf(),
+        };
+        let bins = Bins {
+            bridge: dir.join("airlock-bridge"),
+            connector: dir.join("airlock-connector"),
+        };
+        for bin in [&bins.bridge, &bins.connector] {
+            if !bin.is_file() {
+                bail!(
+                    "{} is missing: build the binaries first, e.g. `cargo build --release -p \
+                     airlock-bridge -p airlock-connector -p airlock-bench` (or without --release \
+                     for the quick mode), or pass --bin-dir",
+                    bin.display()
+                );
+            }
+        }
+        Ok(bins)
+    }
+}
+
+/// Which database a bridge runs on.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    /// The base URL of a PostgreSQL server; each bridge gets a fresh schema on it.
+    Postgres(String),
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres(_) => "PostgreSQL",
+        }
+    }
+}
+
+/// A child process killed and reaped when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A bridge process with every rate limit off and the `demo` interface's message limit lifted.
+pub struct Bridge {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// From spawning the process to the first `200` from `/healthz`.
+    pub startup: Duration,
+    process: Proc,
+    _dir: tempfile::TempDir,
+    _schema: Option<TestSchema>,
+}
+
+impl Bridge {
+    pub async fn start(bins: &Bins, backend: &Backend) -> anyhow::Result<Bridge> {
+        let dir = tempfile::tempdir()?;
+        let schema = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres(base) => Some(TestSchema::create_on(base).await),
+        };
+        let port = free_port()?;
+        let url = format!("http://127.0.0.1:{port}");
+        let mut command = Command::new(&bins.bridge);
+        command
+            .env_clear()
+            .env("AIRLOCK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("AIRLOCK_DATA_DIR", dir.path())
+            .env("AIRLOCK_ADMIN_KEY", ADMIN_KEY)
+            .env("AIRLOCK_SESSIONS_PER_IP_PER_MINUTE", "0")
+            .env("AIRLOCK_READS_PER_IP_PER_MINUTE", "0")
+            .env("AIRLOCK_CONNECTOR_CALLS_PER_MINUTE", "0")
+            .env("AIRLOCK_ADMIN_CALLS_PER_MINUTE", "0")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(schema) = &schema {
+            command.env("DATABASE_URL", &schema.url);
+        }
+        let started = Instant::now();
+        let process = Proc(command.spawn().context("start airlock-bridge")?);
+        let http = reqwest::Client::new();
+        let startup = loop {
+            if let Ok(response) = http.get(format!("{url}/healthz")).send().await
+                && response.status().is_success()
+            {
+                break started.elapsed();
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("the bridge did not answer /healthz within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let bridge = Bridge {
+            url,
+            startup,
+            process,
+            _dir: dir,
+            _schema: schema,
+        };
+        bridge
+            .admin(
+                reqwest::Method::PATCH,
+                "interfaces/demo",
+                json!({"rate_limit": {"messages": 1000, "window_secs": 1}}),
+            )
+            .await
+            .context("lift the demo interface's message limit")?;
+        Ok(bridge)
+    }
+
+    /// The bridge's resident memory in KiB (`None` once it is gone).
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.process.0.id())
+    }
+
+    /// A new connector key for every interface.
+    pub async fn connector_key(&self) -> anyhow::Result<String> {
+        let created = self
+            .admin(
+                reqwest::Method::POST,
+                "connectors",
+                json!({"name": "bench"}),
+            )
+            .await?;
+        created["key"]
+            .as_str()
+            .map(str::to_owned)
+            .context("the bridge returned no connector key")
+    }
+
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> anyhow::Result<Value> {
+        let response = reqwest::Client::new()
+            .request(method, format!("{}/api/v1/admin/{path}", self.url))
+            .bearer_auth(ADMIN_KEY)
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("admin {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+}
+
+/// A connector process using the webhook agent at `agent_url`.
+pub struct Connector {
+    _process: Proc,
+}
+
+impl Connector {
+    pub fn start(
+        bins: &Bins,
+        bridge: &Bridge,
+        key: &str,
+        agent_url: &str,
+        concurrency: usize,
+    ) -> anyhow::Result<Connector> {
+        let child = Command::new(&bins.connector)
+            .env_clear()
+            .env("AIRLOCK_BRIDGE_URL", &bridge.url)
+            .env("AIRLOCK_CONNECTOR_KEY", key)
+            .env("AIRLOCK_AGENT", "webhook")
+            .env("AIRLOCK_WEBHOOK_URL", agent_url)
+            .env("AIRLOCK_CONCURRENCY", concurrency.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start airlock-connector")?;
+        Ok(Connector {
+            _process: Proc(child),
+        })
+    }
+}
+
+/// Resident memory of process `pid` in KiB, from `/proc/<pid>/status`.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A free loopback port: bound, then released for a child process to take.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
