@@ -37,3 +37,9 @@ faults:
 # memory over time. BACKEND=postgres runs it on the local PostgreSQL.
 soak SECS="300" BACKEND="sqlite":
     AIRLOCK_SOAK_SECS={{SECS}} AIRLOCK_SOAK_BACKEND={{BACKEND}} AIRLOCK_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p airlock-connector --test faults soak -- --ignored --exact --nocapture
+
+# The benchmarks of DESIGN §6 on SQLite and the local PostgreSQL, release build; writes
+# docs/bench/ (results.json, results.md, latency.svg, throughput.svg), which docs/performance.md shows.
+bench:
+    cargo build --release -p airlock-bridge -p airlock-connector -p airlock-bench
+    target/release/airlock-bench --out docs/bench --postgres postgres://postgres@127.0.0.1:5432/test

@@ -835,7 +835,7 @@ fn format_value(value: f64) -> String {
 }
 
 /// `value` with `decimals` decimals and a comma between thousands ("12,500", "2.5").
-fn format_number(value: f64, decimals: usize) -> String {
+pub fn format_number(value: f64, decimals: usize) -> String {
     let plain = format!("{:.*}", decimals, value.abs());
     let (whole, fraction) = match plain.split_once('.') {
         Some((whole, fraction)) => (whole, Some(fraction)),
@@ -847,7 +847,7 @@ fn format_number(value: f64, decimals: usize) -> String {
         out.push('-');
     }
     for (i, digit) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);

@@ -65,6 +65,28 @@ impl Backend {
     }
 }
 
+/// Where a child's output goes: nowhere, or — when `AIRLOCK_BENCH_LOGS` names a directory — a
+/// file there named after it (with `RUST_LOG` taken from `AIRLOCK_BENCH_RUST_LOG`), to see
+/// where the time goes.
+fn log_to(command: &mut Command, name: &str) -> anyhow::Result<()> {
+    let Ok(dir) = std::env::var("AIRLOCK_BENCH_LOGS") else {
+        command
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        return Ok(());
+    };
+    let file = std::fs::File::create(Path::new(&dir).join(format!("{name}-{}.log", free_port()?)))?;
+    command
+        .env(
+            "RUST_LOG",
+            std::env::var("AIRLOCK_BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdout(file.try_clone()?)
+        .stderr(file);
+    Ok(())
+}
+
 /// A child process killed and reaped when dropped.
 struct Proc(Child);
 
@@ -105,10 +127,8 @@ impl Bridge {
             .env("AIRLOCK_READS_PER_IP_PER_MINUTE", "0")
             .env("AIRLOCK_CONNECTOR_CALLS_PER_MINUTE", "0")
             .env("AIRLOCK_ADMIN_CALLS_PER_MINUTE", "0")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdin(Stdio::null());
+        log_to(&mut command, "bridge")?;
         if let Some(schema) = &schema {
             command.env("DATABASE_URL", &schema.url);
         }
@@ -198,19 +218,17 @@ impl Connector {
         agent_url: &str,
         concurrency: usize,
     ) -> anyhow::Result<Connector> {
-        let child = Command::new(&bins.connector)
+        let mut command = Command::new(&bins.connector);
+        command
             .env_clear()
             .env("AIRLOCK_BRIDGE_URL", &bridge.url)
             .env("AIRLOCK_CONNECTOR_KEY", key)
             .env("AIRLOCK_AGENT", "webhook")
             .env("AIRLOCK_WEBHOOK_URL", agent_url)
             .env("AIRLOCK_CONCURRENCY", concurrency.to_string())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start airlock-connector")?;
+            .stdin(Stdio::null());
+        log_to(&mut command, "connector")?;
+        let child = command.spawn().context("start airlock-connector")?;
         Ok(Connector {
             _process: Proc(child),
         })

@@ -92,26 +92,15 @@ pub fn table(rows: &[Row]) -> String {
 
 /// A number the way a person writes it: thousands separated, at most 3 significant decimals.
 pub fn number(value: f64) -> String {
-    if value.abs() >= 1000.0 {
-        let whole = value.round() as i64;
-        let digits = whole.abs().to_string();
-        let mut grouped = String::new();
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                grouped.push(',');
-            }
-            grouped.push(c);
-        }
-        if whole < 0 {
-            format!("-{grouped}")
-        } else {
-            grouped
-        }
-    } else if value.abs() >= 100.0 {
-        format!("{value:.0}")
+    let decimals = match value.abs() {
+        v if v >= 100.0 => 0,
+        v if v >= 10.0 => 1,
+        _ => 3,
+    };
+    let text = crate::chart::format_number(value, decimals);
+    if decimals == 0 {
+        text
     } else {
-        let decimals = if value.abs() >= 10.0 { 1 } else { 3 };
-        let text = format!("{value:.decimals$}");
         text.trim_end_matches('0').trim_end_matches('.').to_owned()
     }
 }

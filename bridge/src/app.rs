@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use airlock_shared::admin::AdminEvent;
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -112,6 +113,13 @@ impl Bridge {
         });
         let local_addr = listener.local_addr()?;
         let app = crate::http::router(state.clone());
+        // Without TCP_NODELAY a response written in two pieces waits for the client's delayed
+        // ACK (40 ms on Linux) before its second piece goes out.
+        let listener = listener.tap_io(|stream| {
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY");
+            }
+        });
         let server = tokio::spawn(
             axum::serve(
                 listener,

@@ -287,6 +287,8 @@ fn sqlite_pool(max: u32, sync: SqliteSync) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(30))
+        // A local file cannot hang up: no ping before every use of a connection.
+        .test_before_acquire(false)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 // WAL lets readers run beside the writer; every commit is in the WAL before the
