@@ -383,7 +383,7 @@ fn write_outputs(out: &std::path::Path, results: &Results, table: &str) -> anyho
     std::fs::write(
         out.join("latency.svg"),
         chart::latency_cdf(
-            "Relay overhead: visitor send → reply visible, agent time excluded",
+            "Relay overhead (agent time excluded)",
             &latency,
             &[("budget p50", 5.0), ("budget p99", 25.0)],
         ),

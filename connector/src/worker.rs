@@ -79,18 +79,23 @@ impl Worker {
         outcome
     }
 
+    /// The typing signal, sent while the agent is already asked: it is only cosmetic, and
+    /// waiting for it would delay every answer by a round trip to the bridge.
     async fn work(&self, lease_id: &str, item: ClaimedItem) -> ItemOutcome {
-        let typing = StreamRequest {
-            typing: Some(true),
-            ..StreamRequest::default()
+        let typing = async {
+            let typing = StreamRequest {
+                typing: Some(true),
+                ..StreamRequest::default()
+            };
+            if let Err(e) = self.bridge.stream(lease_id, &typing).await {
+                // A lost lease or a refused key also stops the answer's own calls.
+                tracing::debug!(error = %e, "typing signal not delivered");
+            }
         };
-        match self.bridge.stream(lease_id, &typing).await {
-            Ok(_) => {}
-            Err(e) if ends_item(&e) => return outcome_of(&e),
-            // Only a cosmetic signal: the answer matters more.
-            Err(e) => tracing::debug!(error = %e, "typing signal not delivered"),
-        }
+        tokio::join!(typing, self.answer(lease_id, item)).1
+    }
 
+    async fn answer(&self, lease_id: &str, item: ClaimedItem) -> ItemOutcome {
         let mut attachments = Vec::with_capacity(item.message.attachments.len());
         for reference in &item.message.attachments {
             match self.bridge.attachment(&reference.id).await {

@@ -433,7 +433,11 @@ async fn an_item_gets_typing_then_a_few_coalesced_deltas_then_its_reply() {
             _ => None,
         })
         .collect();
-    assert_eq!(deltas.concat(), text, "streamed text lost or reordered");
+    // What was still waiting when the agent finished goes with the reply, which has it all.
+    assert!(
+        text.starts_with(&deltas.concat()),
+        "streamed text lost or reordered: {deltas:?}"
+    );
     assert!(deltas.len() >= 2, "not streamed: {deltas:?}");
     let most = streaming_time.as_millis() / 30 + 2;
     assert!(
