@@ -51,6 +51,9 @@ struct Cli {
     /// Where airlock-bridge and airlock-connector are (default: beside this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// How many idle visitors the capacity runs hold (default: 10,000, or 200 with --quick).
+    #[arg(long)]
+    held: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -120,6 +123,10 @@ struct Machine {
 struct Floors {
     http_round_trip: Latency,
     sqlite_commit: Latency,
+    /// The bare HTTP server's RSS at rest, and holding `held` idle requests.
+    server_idle_rss_kib: Option<u64>,
+    server_held_rss_kib: Option<u64>,
+    held: usize,
 }
 
 #[derive(Serialize)]
@@ -152,13 +159,22 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let bins = Bins::locate(cli.bin_dir.as_deref())?;
-    let plan = Plan::new(cli.quick);
+    let mut plan = Plan::new(cli.quick);
+    plan.held = cli.held.unwrap_or(plan.held);
     std::fs::create_dir_all(&cli.out)
         .with_context(|| format!("cannot create {}", cli.out.display()))?;
 
     eprintln!("floors: bare HTTP round trips and bare SQLite commits");
     let http_floor = Latency::of_ms(&floors::http_round_trips(plan.samples).await?);
     let commit_floor = Latency::of_ms(&floors::sqlite_commits(plan.samples).await?);
+    let (server_idle_kib, server_held_kib) = floors::server_rss(plan.held).await?;
+    let floors = Floors {
+        http_round_trip: http_floor,
+        sqlite_commit: commit_floor,
+        server_idle_rss_kib: server_idle_kib,
+        server_held_rss_kib: server_held_kib,
+        held: plan.held,
+    };
 
     let mut backends = vec![Backend::Sqlite];
     backends.extend(cli.postgres.clone().map(Backend::Postgres));
@@ -168,15 +184,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 
     let binary_bytes = std::fs::metadata(&bins.bridge)?.len();
-    let rows = rows(&http_floor, &commit_floor, &results, binary_bytes);
+    let rows = rows(&floors, &results, binary_bytes);
     let table = report::table(&rows);
     let results = Results {
         mode: if cli.quick { "quick" } else { "full" },
         machine: machine(),
-        floors: Floors {
-            http_round_trip: http_floor,
-            sqlite_commit: commit_floor,
-        },
+        floors,
         backends: results,
         rows,
     };
@@ -254,15 +267,28 @@ async fn measure_backend(
 }
 
 /// The table: each figure with its floor, ratio and budget.
-fn rows(http: &Latency, commit: &Latency, results: &[BackendResults], binary: u64) -> Vec<Row> {
+fn rows(floors: &Floors, results: &[BackendResults], binary: u64) -> Vec<Row> {
     const HTTP50: &str = "HTTP round trip p50";
     const HTTP99: &str = "HTTP round trip p99";
+    let (http, commit) = (&floors.http_round_trip, &floors.sqlite_commit);
     let commits_per_sec = 1000.0 / commit.mean_ms;
     let mib = |kib: Option<u64>| kib.map_or(f64::NAN, |k| k as f64 / 1024.0);
+    let held_floor = format!("bare server holding {}", floors.held);
+    let (server_idle, server_held) = (
+        mib(floors.server_idle_rss_kib),
+        mib(floors.server_held_rss_kib),
+    );
     let mut rows = vec![
         Row::new("floor: bare HTTP round trip p50", "-", http.p50_ms, "ms"),
         Row::new("floor: bare HTTP round trip p99", "-", http.p99_ms, "ms"),
         Row::new("floor: bare SQLite commit, mean", "-", commit.mean_ms, "ms"),
+        Row::new("floor: bare HTTP server RSS, idle", "-", server_idle, "MiB"),
+        Row::new(
+            format!("floor: bare HTTP server RSS, {} requests held", floors.held),
+            "-",
+            server_held,
+            "MiB",
+        ),
         Row::new(
             "floor: bare SQLite commits per second",
             "-",
@@ -322,6 +348,7 @@ fn rows(http: &Latency, commit: &Latency, results: &[BackendResults], binary: u6
                     mib(held.rss_held_kib),
                     "MiB",
                 )
+                .floor(&held_floor, server_held)
                 .at_most(150.0),
             );
             rows.push(
@@ -335,7 +362,9 @@ fn rows(http: &Latency, commit: &Latency, results: &[BackendResults], binary: u6
             );
         }
         rows.extend([
-            Row::new("bridge RSS, idle", b, mib(r.idle_rss_kib), "MiB").at_most(20.0),
+            Row::new("bridge RSS, idle", b, mib(r.idle_rss_kib), "MiB")
+                .floor("bare server, idle", server_idle)
+                .at_most(20.0),
             Row::new("bridge RSS, under load (peak)", b, mib(loaded_rss), "MiB"),
             Row::new(
                 "bridge start-up (spawn → /healthz 200)",

@@ -93,8 +93,17 @@ where
                 Some(delta) => {
                     coalescer.push(&delta);
                     // Take everything already queued, so a burst becomes one piece.
-                    while let Ok(delta) = deltas.try_recv() {
-                        coalescer.push(&delta);
+                    loop {
+                        match deltas.try_recv() {
+                            Ok(delta) => coalescer.push(&delta),
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => return Ok(()),
+                        }
+                    }
+                    // A steady stream keeps this branch ready, so flush here once due rather
+                    // than wait for the timer branch.
+                    if coalescer.due_at().is_some_and(|due| due <= Instant::now()) {
+                        flush(&mut coalescer, &mut post).await?;
                     }
                 }
                 None => break,

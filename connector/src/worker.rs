@@ -79,23 +79,41 @@ impl Worker {
         outcome
     }
 
-    /// The typing signal, sent while the agent is already asked: it is only cosmetic, and
-    /// waiting for it would delay every answer by a round trip to the bridge.
+    /// The typing signal goes out while the agent is already being asked (waiting for it first
+    /// would delay every answer by a round trip to the bridge); the answer's own calls to the
+    /// bridge wait for it, so the visitor still sees typing, then text, then the reply.
     async fn work(&self, lease_id: &str, item: ClaimedItem) -> ItemOutcome {
+        let (typed, typed_rx) = tokio::sync::watch::channel(false);
         let typing = async {
             let typing = StreamRequest {
                 typing: Some(true),
                 ..StreamRequest::default()
             };
             if let Err(e) = self.bridge.stream(lease_id, &typing).await {
-                // A lost lease or a refused key also stops the answer's own calls.
+                // Only a cosmetic signal; a lost lease or a refused key also stops the
+                // answer's own calls.
                 tracing::debug!(error = %e, "typing signal not delivered");
             }
+            typed.send_replace(true);
         };
-        tokio::join!(typing, self.answer(lease_id, item)).1
+        tokio::join!(typing, self.answer(lease_id, item, typed_rx)).1
     }
 
-    async fn answer(&self, lease_id: &str, item: ClaimedItem) -> ItemOutcome {
+    /// Asks the agent and streams its answer to the bridge; every call to the bridge waits for
+    /// `typed` (the typing signal's call) to be done.
+    async fn answer(
+        &self,
+        lease_id: &str,
+        item: ClaimedItem,
+        typed: tokio::sync::watch::Receiver<bool>,
+    ) -> ItemOutcome {
+        let after_typing = || {
+            let mut typed = typed.clone();
+            async move {
+                // Err only if the typing call was dropped, and then there is nothing to wait for.
+                let _ = typed.wait_for(|done| *done).await;
+            }
+        };
         let mut attachments = Vec::with_capacity(item.message.attachments.len());
         for reference in &item.message.attachments {
             match self.bridge.attachment(&reference.id).await {
@@ -131,12 +149,16 @@ impl Worker {
             }
         };
         let bridge = &self.bridge;
-        let pump = deltas::pump(&mut deltas, STREAM_INTERVAL, |text| async move {
-            let delta = StreamRequest {
-                text_delta: Some(text),
-                typing: None,
-            };
-            bridge.stream(lease_id, &delta).await.map(drop)
+        let pump = deltas::pump(&mut deltas, STREAM_INTERVAL, |text| {
+            let typed = after_typing();
+            async move {
+                typed.await;
+                let delta = StreamRequest {
+                    text_delta: Some(text),
+                    typing: None,
+                };
+                bridge.stream(lease_id, &delta).await.map(drop)
+            }
         });
         tokio::pin!(agent, pump);
         let mut answer = None;
@@ -154,6 +176,7 @@ impl Worker {
             Some(answer) => answer,
             None => agent.await,
         };
+        after_typing().await;
         match answer {
             Ok(reply) => self.deliver_reply(lease_id, &reply.text).await,
             Err(e) => self.report_failure(lease_id, &e).await,

@@ -77,7 +77,7 @@ pub async fn hold(
         }));
     }
     // Let every request reach the bridge and settle into waiting.
-    settle(bridge).await;
+    settle(|| bridge.rss_kib()).await;
     let rss_held_kib = bridge.rss_kib();
 
     let mut wakes = Vec::with_capacity(probes);
@@ -124,13 +124,14 @@ pub async fn hold(
     })
 }
 
-/// Waits until the bridge's memory stops growing (at most 20 s): every held request has arrived.
-async fn settle(bridge: &Bridge) {
+/// Waits until a server's memory (`rss`) stops growing (at most 20 s): every held request has
+/// arrived.
+pub async fn settle(rss: impl Fn() -> Option<u64>) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = bridge.rss_kib();
+    let mut last = rss();
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = bridge.rss_kib();
+        let now = rss();
         if now == last {
             return;
         }

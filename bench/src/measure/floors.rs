@@ -14,22 +14,27 @@ use tokio::time::Instant;
 
 use crate::stats::ms;
 
-/// The `floor-server` sub-command: an axum (hyper) server answering `GET /` with `ok`, on
-/// `127.0.0.1:0`; prints the port and serves until killed.
+/// The `floor-server` sub-command: an axum (hyper) server on `127.0.0.1:0` answering `GET /`
+/// with `ok` and holding `GET /hold` for an hour (an idle long-poll with nothing behind it);
+/// prints its port and serves until killed.
 pub async fn serve_floor() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("{}", listener.local_addr()?.port());
-    axum::serve(
-        listener,
-        axum::Router::new().route("/", get(|| async { "ok" })),
-    )
-    .await?;
+    let app = axum::Router::new()
+        .route("/", get(|| async { "ok" }))
+        .route(
+            "/hold",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                "ok"
+            }),
+        );
+    axum::serve(listener, app).await?;
     Ok(())
 }
 
-/// `samples` sequential GET round trips, over one kept-alive connection, to the floor server
-/// running in a process of its own (as the bridge does).
-pub async fn http_round_trips(samples: usize) -> anyhow::Result<Vec<f64>> {
+/// The floor server as a child process, with its base URL.
+async fn start_floor() -> anyhow::Result<(tokio::process::Child, String)> {
     let mut child = tokio::process::Command::from(floor_command()?)
         .kill_on_drop(true)
         .spawn()
@@ -40,7 +45,35 @@ pub async fn http_round_trips(samples: usize) -> anyhow::Result<Vec<f64>> {
         .next_line()
         .await?
         .context("the floor server printed no port")?;
-    let url = format!("http://127.0.0.1:{}/", port.trim());
+    Ok((child, format!("http://127.0.0.1:{}", port.trim())))
+}
+
+/// The floor server's RSS (KiB) idle, and while it holds `count` idle requests: what the HTTP
+/// stack alone costs, at rest and per held connection.
+pub async fn server_rss(count: usize) -> anyhow::Result<(Option<u64>, Option<u64>)> {
+    let (child, base) = start_floor().await?;
+    let pid = child.id().context("the floor server's pid")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = crate::procs::rss_kib(pid);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let held: Vec<_> = (0..count)
+        .map(|_| tokio::spawn(http.get(format!("{base}/hold")).send()))
+        .collect();
+    crate::measure::capacity::settle(|| crate::procs::rss_kib(pid)).await;
+    let rss = crate::procs::rss_kib(pid);
+    for request in held {
+        request.abort();
+    }
+    Ok((idle, rss))
+}
+
+/// `samples` sequential GET round trips, over one kept-alive connection, to the floor server
+/// running in a process of its own (as the bridge does).
+pub async fn http_round_trips(samples: usize) -> anyhow::Result<Vec<f64>> {
+    let (mut child, base) = start_floor().await?;
+    let url = format!("{base}/");
     let http = reqwest::Client::new();
     let mut times = Vec::with_capacity(samples);
     for i in 0..samples + samples / 10 {
