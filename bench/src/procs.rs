@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use airlock_bridge::testing::TestSchema;
+pub use airlock_bridge::testing::rss_kib;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -233,19 +234,6 @@ impl Connector {
             _process: Proc(child),
         })
     }
-}
-
-/// Resident memory of process `pid` in KiB, from `/proc/<pid>/status`.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// A free loopback port: bound, then released for a child process to take.

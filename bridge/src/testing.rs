@@ -188,3 +188,17 @@ impl Drop for TestSchema {
         .join();
     }
 }
+
+/// The resident memory of process `pid` in KiB, from `/proc/<pid>/status` (`None` when it is
+/// gone, or off Linux): for tests and benchmarks that watch a process's memory.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}

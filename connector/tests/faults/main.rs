@@ -113,9 +113,7 @@ async fn bridge_kills(db: Db) {
         kills += 1;
         bridge = start_bridge(&db, addr);
     }
-    let logs = join_all(visitors).await;
-    wait_settled(&base, &logs, Duration::from_secs(60)).await;
-    let (tally, problems) = account(&base, &logs, &agent).await;
+    let (logs, tally, problems) = settle_and_account(&base, visitors, &agent).await;
     for (i, connector) in connectors.iter_mut().enumerate() {
         assert!(
             connector.running(),
@@ -158,9 +156,7 @@ async fn connector_kills(db: Db) {
         kills += 1;
         connectors.push(start_connector(&base, &key, &agent, lease_secs));
     }
-    let logs = join_all(visitors).await;
-    wait_settled(&base, &logs, Duration::from_secs(60)).await;
-    let (tally, problems) = account(&base, &logs, &agent).await;
+    let (_, tally, problems) = settle_and_account(&base, visitors, &agent).await;
     println!(
         "{name}: {kills} connector kills, {} agent calls (redeliveries included), {:.1} s",
         agent.requests().len(),
@@ -228,9 +224,7 @@ async fn agent_faults(db: Db) {
     };
 
     let visitors = spawn_visitors(&base);
-    let logs = join_all(visitors).await;
-    wait_settled(&base, &logs, Duration::from_secs(60)).await;
-    let (tally, mut problems) = account(&base, &logs, &agent).await;
+    let (logs, tally, mut problems) = settle_and_account(&base, visitors, &agent).await;
     killer.abort();
     let _ = killer.await;
 
@@ -347,9 +341,7 @@ async fn e_two_replicas_on_postgres_one_killed_lose_and_double_nothing() {
         tokio::time::sleep(Duration::from_millis(fastrand::u64(100..500))).await;
         replica_a = start_bridge(&db, addr_a);
     }
-    let logs = join_all(visitors).await;
-    wait_settled(&base_b, &logs, Duration::from_secs(60)).await;
-    let (tally, problems) = account(&base_b, &logs, &agent).await;
+    let (logs, tally, problems) = settle_and_account(&base_b, visitors, &agent).await;
     for (i, connector) in connectors.iter_mut().enumerate() {
         assert!(
             connector.running(),
@@ -393,6 +385,19 @@ on_both_backends! {
         c_network_cuts_on_postgres_lose_and_double_nothing;
     agent_faults: d_agent_faults_on_sqlite_lose_and_double_nothing,
         d_agent_faults_on_postgres_lose_and_double_nothing;
+}
+
+/// Waits for the visitors to finish sending, then (at most 60 s) for a settled reply to each
+/// acknowledged message, and counts through `base`.
+async fn settle_and_account(
+    base: &str,
+    visitors: Vec<tokio::task::JoinHandle<visitors::VisitorLog>>,
+    agent: &FakeAgent,
+) -> (Vec<visitors::VisitorLog>, tally::Tally, Vec<String>) {
+    let logs = join_all(visitors).await;
+    wait_settled(base, &logs, Duration::from_secs(60)).await;
+    let (tally, problems) = account(base, &logs, agent).await;
+    (logs, tally, problems)
 }
 
 /// A random pause of `range` milliseconds.

@@ -36,17 +36,9 @@ impl Proc {
         self.child.try_wait().unwrap().is_none()
     }
 
-    /// The process's resident memory in KiB, from `/proc/<pid>/status` (`None` once it is gone).
+    /// The process's resident memory in KiB (`None` once it is gone).
     pub fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
+        airlock_bridge::testing::rss_kib(self.child.id())
     }
 
     /// How many lines of the connector's log so far contain `needle`.
