@@ -8,66 +8,14 @@ use std::time::{Duration, Instant};
 use airlock_bridge::store::StoreOptions;
 use airlock_bridge::testing::TestBridge;
 use airlock_shared::connector::{ClaimResponse, ReplyState};
-use airlock_shared::visitor::{MessageList, SessionCreated};
+use airlock_shared::visitor::SessionCreated;
 use airlock_shared::{Message, MessageStatus, Role};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::http::{SseReader, assert_error, http};
-
-/// A visitor with an open session.
-struct Visitor {
-    http: reqwest::Client,
-    base: String,
-    session: SessionCreated,
-}
+use common::http::{Connector, SseReader, Visitor, assert_error, http};
 
 impl Visitor {
-    async fn open(bridge_url: &str, slug: &str) -> Visitor {
-        let http = http();
-        let response = http
-            .post(format!("{bridge_url}/api/v1/interfaces/{slug}/sessions"))
-            .json(&json!({"page_url": "https://shop.example/pricing"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        Visitor {
-            http,
-            base: bridge_url.to_string(),
-            session: response.json().await.unwrap(),
-        }
-    }
-
-    fn url(&self, tail: &str) -> String {
-        format!(
-            "{}/api/v1/sessions/{}/{tail}",
-            self.base, self.session.session_id
-        )
-    }
-
-    async fn send(&self, client_id: &str, text: &str) -> reqwest::Response {
-        self.http
-            .post(self.url("messages"))
-            .bearer_auth(&self.session.session_token)
-            .json(&json!({"client_id": client_id, "text": text}))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn poll(&self, after: i64, wait: u64) -> MessageList {
-        let response = self
-            .http
-            .get(self.url(&format!("messages?after={after}&wait={wait}")))
-            .bearer_auth(&self.session.session_token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.unwrap()
-    }
-
     /// Follows the long-poll until `done` holds for a message, returning every version seen.
     async fn follow_until(&self, done: impl Fn(&Message) -> bool) -> Vec<Message> {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -88,38 +36,9 @@ impl Visitor {
     }
 }
 
-/// A connector talking raw HTTP.
-struct Connector {
-    http: reqwest::Client,
-    base: String,
-    key: String,
-}
-
 impl Connector {
-    async fn new(bridge: &TestBridge, name: &str) -> Connector {
-        Connector {
-            http: http(),
-            base: bridge.url.clone(),
-            key: bridge.connector_key(name).await,
-        }
-    }
-
-    async fn call(&self, path: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/api/v1/connector/{path}", self.base))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
     async fn claim(&self, wait: u64) -> ClaimResponse {
-        let response = self
-            .call("claim", json!({"max": 5, "wait": wait, "lease_secs": 30}))
-            .await;
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.unwrap()
+        self.claim_up_to(5, wait).await
     }
 }
 

@@ -8,14 +8,13 @@ use std::time::{Duration, Instant};
 
 use airlock_bridge::store::{LISTENER_APPLICATION_NAME, Store, StoreOptions};
 use airlock_bridge::testing::TestBridge;
-use airlock_shared::connector::{ClaimResponse, ClaimedItem};
-use airlock_shared::visitor::{MessageList, SessionCreated};
+use airlock_shared::connector::ClaimedItem;
 use airlock_shared::{Message, MessageStatus, Role};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use common::TestDb;
-use common::http::{SseReader, http};
+use common::http::{Connector, SseReader, Visitor};
 
 /// How soon a waiter on one replica must see a write made through the other. Far below the
 /// 5 s fallback re-check, so only a notification can meet it.
@@ -53,60 +52,11 @@ impl Replicas {
     }
 }
 
-/// A visitor with an open session on one replica.
-#[derive(Clone)]
-struct Visitor {
-    http: reqwest::Client,
-    base: String,
-    session: SessionCreated,
-}
-
 impl Visitor {
-    async fn open(bridge: &TestBridge) -> Visitor {
-        let http = http();
-        let response = http
-            .post(format!("{}/api/v1/interfaces/demo/sessions", bridge.url))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        Visitor {
-            http,
-            base: bridge.url.clone(),
-            session: response.json().await.unwrap(),
-        }
-    }
-
-    fn url(&self, tail: &str) -> String {
-        format!(
-            "{}/api/v1/sessions/{}/{tail}",
-            self.base, self.session.session_id
-        )
-    }
-
-    async fn send(&self, client_id: &str, text: &str) {
-        let response = self
-            .http
-            .post(self.url("messages"))
-            .bearer_auth(&self.session.session_token)
-            .json(&json!({"client_id": client_id, "text": text}))
-            .send()
-            .await
-            .unwrap();
+    /// Sends `text`; the bridge must accept it.
+    async fn sent(&self, client_id: &str, text: &str) {
+        let response = self.send(client_id, text).await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
-    }
-
-    async fn poll(&self, after: i64, wait: u64) -> MessageList {
-        let response = self
-            .http
-            .get(self.url(&format!("messages?after={after}&wait={wait}")))
-            .bearer_auth(&self.session.session_token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.unwrap()
     }
 
     /// Polls without waiting until `done` holds for a message; returns the cursor after it.
@@ -124,38 +74,9 @@ impl Visitor {
     }
 }
 
-/// A connector talking raw HTTP to one replica.
-struct Connector {
-    http: reqwest::Client,
-    base: String,
-    key: String,
-}
-
 impl Connector {
-    async fn new(bridge: &TestBridge) -> Connector {
-        Connector {
-            http: http(),
-            base: bridge.url.clone(),
-            key: bridge.connector_key("replica-test").await,
-        }
-    }
-
-    async fn call(&self, path: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/api/v1/connector/{path}", self.base))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
     async fn claim(&self, wait: u64) -> Vec<ClaimedItem> {
-        let response = self
-            .call("claim", json!({"max": 1, "wait": wait, "lease_secs": 30}))
-            .await;
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json::<ClaimResponse>().await.unwrap().items
+        self.claim_up_to(1, wait).await.items
     }
 
     async fn reply(&self, item: &ClaimedItem, text: &str) {
@@ -175,7 +96,7 @@ fn is_reply(message: &Message) -> bool {
 
 /// Sends on replica A and has a connector on replica B take the message; returns the item.
 async fn claimed_through_b(visitor: &Visitor, connector: &Connector, text: &str) -> ClaimedItem {
-    visitor.send(&format!("c-{text}"), text).await;
+    visitor.sent(&format!("c-{text}"), text).await;
     let mut items = connector.claim(10).await;
     assert_eq!(
         items.len(),
@@ -192,8 +113,8 @@ async fn a_claim_waiting_on_one_replica_wakes_at_once_for_a_message_sent_through
     let Some(replicas) = Replicas::start().await else {
         return;
     };
-    let visitor = Visitor::open(&replicas.a).await;
-    let connector = Connector::new(&replicas.b).await;
+    let visitor = Visitor::open(&replicas.a.url, "demo").await;
+    let connector = Connector::new(&replicas.b, "replica-test").await;
 
     let claim = tokio::spawn(async move {
         let started = Instant::now();
@@ -209,7 +130,7 @@ async fn a_claim_waiting_on_one_replica_wakes_at_once_for_a_message_sent_through
     tokio::time::sleep(PARK).await;
 
     let sent_at = Instant::now();
-    visitor.send("c-1", "hello from replica A").await;
+    visitor.sent("c-1", "hello from replica A").await;
     let (items, started, claimed_at) = claim.await.unwrap();
 
     assert_eq!(items.len(), 1);
@@ -232,8 +153,8 @@ async fn a_long_poll_on_one_replica_sees_a_reply_posted_through_another_at_once(
     let Some(replicas) = Replicas::start().await else {
         return;
     };
-    let visitor = Visitor::open(&replicas.a).await;
-    let connector = Connector::new(&replicas.b).await;
+    let visitor = Visitor::open(&replicas.a.url, "demo").await;
+    let connector = Connector::new(&replicas.b, "replica-test").await;
     let item = claimed_through_b(&visitor, &connector, "question").await;
     // Past the message and its `processing` change, so only the reply can end the next wait.
     let cursor = visitor
@@ -272,8 +193,8 @@ async fn an_event_stream_on_one_replica_shows_a_reply_posted_through_another_at_
     let Some(replicas) = Replicas::start().await else {
         return;
     };
-    let visitor = Visitor::open(&replicas.a).await;
-    let connector = Connector::new(&replicas.b).await;
+    let visitor = Visitor::open(&replicas.a.url, "demo").await;
+    let connector = Connector::new(&replicas.b, "replica-test").await;
     let item = claimed_through_b(&visitor, &connector, "question").await;
     let cursor = visitor
         .catch_up(|m| m.id == item.message.id && m.status == MessageStatus::Processing)
@@ -325,8 +246,8 @@ async fn a_replica_whose_listening_connection_was_cut_reconnects_and_still_wakes
     let Some(replicas) = Replicas::start().await else {
         return;
     };
-    let visitor = Visitor::open(&replicas.a).await;
-    let connector = Connector::new(&replicas.b).await;
+    let visitor = Visitor::open(&replicas.a.url, "demo").await;
+    let connector = Connector::new(&replicas.b, "replica-test").await;
     let claim = tokio::spawn(async move {
         let items = connector.claim(20).await;
         (items, Instant::now())
@@ -353,7 +274,7 @@ async fn a_replica_whose_listening_connection_was_cut_reconnects_and_still_wakes
     tokio::time::sleep(PARK).await;
 
     let sent_at = Instant::now();
-    visitor.send("c-1", "after the cut").await;
+    visitor.sent("c-1", "after the cut").await;
     let (items, claimed_at) = claim.await.unwrap();
     assert_eq!(items.len(), 1);
     let latency = claimed_at - sent_at;
