@@ -45,7 +45,6 @@ mod visitors;
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock_shared::visitor::MessageList;
 use airlock_shared::{MessageStatus, Role};
 use tokio::time::Instant;
 
@@ -57,7 +56,9 @@ use processes::{
 };
 use proxy::Proxy;
 use tally::{account, check};
-use visitors::{join_all, spawn_visitors, spawn_visitors_on, visitors_during, wait_settled};
+use visitors::{
+    join_all, messages_seen, spawn_visitors, spawn_visitors_on, visitors_during, wait_settled,
+};
 
 /// Not a test: the body of the bridge child process (selected with `--ignored --exact`).
 #[test]
@@ -255,18 +256,9 @@ async fn agent_faults(db: Db) {
     let http = http_client();
     for log in &logs {
         let v = log.visitor;
-        let list: MessageList = http
-            .get(format!(
-                "{base}/api/v1/sessions/{}/messages?after=0",
-                log.session_id
-            ))
-            .bearer_auth(&log.token)
-            .send()
+        let list = messages_seen(&http, &base, log)
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .expect("the visitor's message list");
         for (m, id) in &log.acknowledged {
             if !expected_dead.contains(&(v, *m)) {
                 continue;

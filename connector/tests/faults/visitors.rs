@@ -107,6 +107,26 @@ pub async fn visitor(bases: Vec<String>, v: usize) -> VisitorLog {
     log
 }
 
+/// Everything in the visitor's own message list, as the visitor reads it; `None` when the bridge
+/// does not answer within 5 s.
+pub async fn messages_seen(
+    http: &reqwest::Client,
+    base: &str,
+    log: &VisitorLog,
+) -> Option<MessageList> {
+    let response = http
+        .get(format!(
+            "{base}/api/v1/sessions/{}/messages?after=0",
+            log.session_id
+        ))
+        .bearer_auth(&log.token)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    response.json().await.ok()
+}
+
 /// Waits (bounded) until the visitor sees a settled reply — complete or failed — to each of its
 /// acknowledged messages, through the visitor's own message list.
 pub async fn wait_settled(base: &str, logs: &[VisitorLog], limit: Duration) {
@@ -115,17 +135,7 @@ pub async fn wait_settled(base: &str, logs: &[VisitorLog], limit: Duration) {
     for log in logs {
         loop {
             let settled = async {
-                let response = http
-                    .get(format!(
-                        "{base}/api/v1/sessions/{}/messages?after=0",
-                        log.session_id
-                    ))
-                    .bearer_auth(&log.token)
-                    .timeout(Duration::from_secs(5))
-                    .send()
-                    .await
-                    .ok()?;
-                let list: MessageList = response.json().await.ok()?;
+                let list = messages_seen(&http, base, log).await?;
                 let done = log.acknowledged.iter().all(|(_, id)| {
                     list.messages.iter().any(|r| {
                         r.role == Role::Assistant
