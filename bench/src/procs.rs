@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use airlock_bridge::testing::TestSchema;
@@ -77,7 +78,10 @@ fn log_to(command: &mut Command, name: &str) -> anyhow::Result<()> {
             .stderr(Stdio::null());
         return Ok(());
     };
-    let file = std::fs::File::create(Path::new(&dir).join(format!("{name}-{}.log", free_port()?)))?;
+    // Numbered in the order started: several bridges and connectors run in one harness run.
+    static STARTED: AtomicUsize = AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, Ordering::Relaxed);
+    let file = std::fs::File::create(Path::new(&dir).join(format!("{name}-{n}.log")))?;
     command
         .env(
             "RUST_LOG",
@@ -104,6 +108,8 @@ pub struct Bridge {
     pub url: String,
     /// From spawning the process to the first `200` from `/healthz`.
     pub startup: Duration,
+    /// For the harness's own calls (health, admin).
+    http: reqwest::Client,
     process: Proc,
     _dir: tempfile::TempDir,
     _schema: Option<TestSchema>,
@@ -150,6 +156,7 @@ impl Bridge {
         let bridge = Bridge {
             url,
             startup,
+            http,
             process,
             _dir: dir,
             _schema: schema,
@@ -191,7 +198,8 @@ impl Bridge {
         path: &str,
         body: Value,
     ) -> anyhow::Result<Value> {
-        let response = reqwest::Client::new()
+        let response = self
+            .http
             .request(method, format!("{}/api/v1/admin/{path}", self.url))
             .bearer_auth(ADMIN_KEY)
             .json(&body)
