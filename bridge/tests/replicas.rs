@@ -95,6 +95,27 @@ fn is_reply(message: &Message) -> bool {
 }
 
 /// Sends on replica A and has a connector on replica B take the message; returns the item.
+/// Logs a cross-replica wake-up and checks it came far sooner than the fallback re-check.
+fn assert_woke_at_once(what: &str, latency: Duration) {
+    eprintln!("cross-replica wake-up, {what}: {latency:?}");
+    assert!(
+        latency < CROSS_REPLICA_WAKE,
+        "{what}: woke after {latency:?}, not within {CROSS_REPLICA_WAKE:?}"
+    );
+}
+
+/// A visitor on A whose question a connector on B has claimed, and the visitor's cursor past the
+/// question and its `processing` change, so only the reply can end the visitor's next wait.
+async fn question_claimed_through_b(replicas: &Replicas) -> (Visitor, Connector, ClaimedItem, i64) {
+    let visitor = Visitor::open(&replicas.a.url, "demo").await;
+    let connector = Connector::new(&replicas.b, "replica-test").await;
+    let item = claimed_through_b(&visitor, &connector, "question").await;
+    let cursor = visitor
+        .catch_up(|m| m.id == item.message.id && m.status == MessageStatus::Processing)
+        .await;
+    (visitor, connector, item, cursor)
+}
+
 async fn claimed_through_b(visitor: &Visitor, connector: &Connector, text: &str) -> ClaimedItem {
     visitor.sent(&format!("c-{text}"), text).await;
     let mut items = connector.claim(10).await;
@@ -140,11 +161,7 @@ async fn a_claim_waiting_on_one_replica_wakes_at_once_for_a_message_sent_through
         "the claim was waiting before the message was sent"
     );
     let latency = claimed_at - sent_at;
-    eprintln!("cross-replica wake-up, claim on B after send on A: {latency:?}");
-    assert!(
-        latency < CROSS_REPLICA_WAKE,
-        "the claim on B woke {latency:?} after the send on A"
-    );
+    assert_woke_at_once("claim on B after send on A", latency);
     replicas.shutdown().await;
 }
 
@@ -153,13 +170,7 @@ async fn a_long_poll_on_one_replica_sees_a_reply_posted_through_another_at_once(
     let Some(replicas) = Replicas::start().await else {
         return;
     };
-    let visitor = Visitor::open(&replicas.a.url, "demo").await;
-    let connector = Connector::new(&replicas.b, "replica-test").await;
-    let item = claimed_through_b(&visitor, &connector, "question").await;
-    // Past the message and its `processing` change, so only the reply can end the next wait.
-    let cursor = visitor
-        .catch_up(|m| m.id == item.message.id && m.status == MessageStatus::Processing)
-        .await;
+    let (visitor, connector, item, cursor) = question_claimed_through_b(&replicas).await;
 
     let poll = {
         let visitor = visitor.clone();
@@ -180,11 +191,7 @@ async fn a_long_poll_on_one_replica_sees_a_reply_posted_through_another_at_once(
         .unwrap_or_else(|| panic!("the long-poll returned the reply: {:#?}", page.messages));
     assert_eq!(reply.text, "answer from replica B");
     let latency = seen_at - replied_at;
-    eprintln!("cross-replica wake-up, long-poll on A after reply on B: {latency:?}");
-    assert!(
-        latency < CROSS_REPLICA_WAKE,
-        "the long-poll on A woke {latency:?} after the reply on B"
-    );
+    assert_woke_at_once("long-poll on A after reply on B", latency);
     replicas.shutdown().await;
 }
 
@@ -193,12 +200,7 @@ async fn an_event_stream_on_one_replica_shows_a_reply_posted_through_another_at_
     let Some(replicas) = Replicas::start().await else {
         return;
     };
-    let visitor = Visitor::open(&replicas.a.url, "demo").await;
-    let connector = Connector::new(&replicas.b, "replica-test").await;
-    let item = claimed_through_b(&visitor, &connector, "question").await;
-    let cursor = visitor
-        .catch_up(|m| m.id == item.message.id && m.status == MessageStatus::Processing)
-        .await;
+    let (visitor, connector, item, cursor) = question_claimed_through_b(&replicas).await;
 
     let response = visitor
         .http
@@ -233,11 +235,7 @@ async fn an_event_stream_on_one_replica_shows_a_reply_posted_through_another_at_
 
     assert_eq!(reply.text, "streamed from replica B");
     let latency = seen_at - replied_at;
-    eprintln!("cross-replica wake-up, event stream on A after reply on B: {latency:?}");
-    assert!(
-        latency < CROSS_REPLICA_WAKE,
-        "the event stream on A showed the reply {latency:?} after it was posted on B"
-    );
+    assert_woke_at_once("event stream on A after reply on B", latency);
     replicas.shutdown().await;
 }
 
