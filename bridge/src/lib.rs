@@ -6,6 +6,7 @@ pub mod backup;
 pub mod cli;
 pub mod client_ip;
 pub mod clock;
+pub mod compat;
 pub mod config;
 pub mod export;
 pub mod http;
