@@ -220,6 +220,14 @@ pub enum Command {
     /// Read sessions and transcripts.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Import the history of a PHP web chat bridge (its SQLite database) into the compat
+    /// interface; running it again imports nothing twice.
+    ImportPhpBridge {
+        /// The PHP bridge's SQLite database file.
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete sessions inactive for more than N days, with their messages and files.
     Purge {
         /// Days of inactivity (default: AIRLOCK_RETENTION_DAYS).

@@ -11,6 +11,7 @@ pub mod config;
 pub mod export;
 pub mod http;
 pub mod identity;
+pub mod import_php;
 pub mod limits;
 pub mod manage;
 pub mod preview;
