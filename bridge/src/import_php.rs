@@ -262,7 +262,9 @@ pub async fn import(
             .as_deref()
             .and_then(parse_time)
             .unwrap_or(last_at)
-            .max(last_at);
+            .max(last_at)
+            // A session also used through the API since: its activity never goes back.
+            .max(row.last_activity_at);
         store
             .set_session_times(&row.id, created_at, last_active)
             .await?;
