@@ -22,6 +22,7 @@ on_both_backends!(
     the_plugin_reads_the_inbox_and_answers_through_the_outbox,
     the_old_widget_sends_and_polls_for_responses_every_two_seconds,
     a_poller_that_reads_the_inbox_and_crashes_loses_nothing,
+    a_message_never_answered_ends_in_a_clear_failure_for_the_old_widget,
     an_outbox_naming_its_message_id_completes_that_message,
     an_outbox_with_nothing_held_stores_a_message_from_the_agent,
     a_native_connector_answers_a_compat_session,
@@ -410,6 +411,26 @@ async fn a_poller_that_reads_the_inbox_and_crashes_loses_nothing(bridge: TestBri
         json!([]),
         "answered once, never offered again"
     );
+}
+
+async fn a_message_never_answered_ends_in_a_clear_failure_for_the_old_widget(bridge: TestBridge) {
+    let compat = Compat::new(&bridge);
+    let key = bridge.connector_key("broca").await;
+    let sent = widget_sends(&compat, WIDGET_SESSION, "hello?").await;
+    // Five deliveries (the default AIRLOCK_MAX_ATTEMPTS), none answered.
+    for _ in 0..5 {
+        let read = compat.plugin_inbox(&key).await;
+        assert_eq!(read["messages"][0]["id"], sent["message_id"], "{read}");
+        clock(&bridge).advance_ms(300_000 + 1);
+    }
+    assert_eq!(compat.plugin_inbox(&key).await["messages"], json!([]));
+    let polled = compat.widget_poll(WIDGET_SESSION, None).await;
+    let response = assert_response_item(&polled["responses"][0]);
+    assert_eq!(
+        response["response"],
+        json!("The agent could not answer this message. Please try again.")
+    );
+    assert_eq!(response["message_id"], sent["message_id"]);
 }
 
 async fn an_outbox_naming_its_message_id_completes_that_message(bridge: TestBridge) {

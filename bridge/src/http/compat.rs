@@ -662,12 +662,17 @@ async fn messages(
     ))
 }
 
-/// A finished agent message as the old API shows a response.
+/// A finished agent message as the old API shows a response. A failed one (the agent never
+/// answered) shows the explanation the native widget shows, not its partial text.
 fn response_json(message: &Message, wire_id: &str, numbers: &HashMap<String, i64>) -> Value {
+    let text = match (&message.status, &message.error) {
+        (MessageStatus::Failed, Some(error)) => error,
+        _ => &message.text,
+    };
     json!({
         "id": numbers.get(&message.id).copied().unwrap_or_default(),
         "session_id": wire_id,
-        "response": message.text,
+        "response": text,
         "timestamp": message_time(millis(message.updated_at)),
         "message_id": message.reply_to.as_ref().and_then(|id| numbers.get(id)).copied(),
     })
