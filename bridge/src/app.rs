@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client_ip::TrustedProxies;
 use crate::clock::{Clock, SystemClock};
+use crate::compat::CompatSettings;
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::manage;
@@ -43,6 +44,8 @@ pub struct AppState {
     /// `AIRLOCK_TRUSTED_PROXIES`: whose forwarding headers name the client (see
     /// [`crate::client_ip`]).
     pub trusted_proxies: TrustedProxies,
+    /// The PHP web chat bridge's API: its interface and lease length.
+    pub compat: CompatSettings,
 }
 
 impl AppState {
@@ -96,6 +99,11 @@ impl Bridge {
         listener: TcpListener,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Bridge> {
+        anyhow::ensure!(
+            crate::validate::slug_is_well_formed(&config.compat_interface),
+            "AIRLOCK_COMPAT_INTERFACE `{}` is not a slug (lowercase letters, digits and dashes)",
+            config.compat_interface
+        );
         let first_run = seed(&store, config, clock.now_ms()).await?;
         let shutdown = CancellationToken::new();
         let (admin_events, _) = broadcast::channel(ADMIN_EVENT_BUFFER);
@@ -110,6 +118,7 @@ impl Bridge {
             public_url: config.public_url.clone(),
             limits: Limits::new(config),
             trusted_proxies: config.trusted_proxies.clone(),
+            compat: CompatSettings::from_config(config),
         });
         let local_addr = listener.local_addr()?;
         let app = crate::http::router(state.clone());

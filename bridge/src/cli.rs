@@ -50,6 +50,9 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
         Command::ConnectorKey(cmd) => connector_key(&store, config, cmd, now).await,
         Command::AdminKey(cmd) => admin_key(&store, config, cmd, now).await,
         Command::Sessions(cmd) => sessions(&store, cmd).await,
+        Command::ImportPhpBridge { path, json } => {
+            import_php_bridge(&store, config, &path, json, now).await
+        }
         Command::Purge {
             older_than_days,
             dry_run,
@@ -74,6 +77,48 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
     };
     store.close().await;
     result
+}
+
+/// `import-php-bridge PATH`: imports an old PHP bridge's history and says what it did.
+async fn import_php_bridge(
+    store: &Store,
+    config: &Config,
+    path: &std::path::Path,
+    json: bool,
+    now: i64,
+) -> anyhow::Result<()> {
+    let report = crate::import_php::import(store, path, &config.compat_interface, now).await?;
+    let detail = serde_json::to_value(&report)?;
+    store
+        .record_audit(
+            ACTOR,
+            "php_bridge.import",
+            &path.display().to_string(),
+            Some(&detail),
+            now,
+        )
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "Imported {} of {} sessions as new, {} messages ({} queued for the agent) and {} \
+         responses into the interface `{}`.",
+        report.sessions_created,
+        report.sessions_read,
+        report.messages_imported,
+        report.messages_queued,
+        report.responses_imported,
+        config.compat_interface
+    );
+    if report.already_imported > 0 {
+        println!(
+            "Skipped {} messages and responses imported by an earlier run.",
+            report.already_imported
+        );
+    }
+    Ok(())
 }
 
 /// Turns a refused operation into a message an operator can act on.

@@ -139,6 +139,27 @@ pub struct Config {
         global = true
     )]
     pub admin_calls_per_minute: u32,
+
+    /// Interface whose sessions the PHP web chat bridge's API (`/api/v1/?action=…`) serves;
+    /// created (as a draft) on first use.
+    #[arg(
+        long,
+        env = "AIRLOCK_COMPAT_INTERFACE",
+        default_value = "web-chat",
+        global = true
+    )]
+    pub compat_interface: String,
+
+    /// Seconds an `inbox` read of the PHP bridge's API holds the messages it returns; one not
+    /// answered through `outbox` by then is offered again.
+    #[arg(
+        long,
+        env = "AIRLOCK_COMPAT_LEASE_SECS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        global = true
+    )]
+    pub compat_lease_secs: u64,
 }
 
 impl Config {
@@ -199,6 +220,14 @@ pub enum Command {
     /// Read sessions and transcripts.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Import the history of a PHP web chat bridge (its SQLite database) into the compat
+    /// interface; running it again imports nothing twice.
+    ImportPhpBridge {
+        /// The PHP bridge's SQLite database file.
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete sessions inactive for more than N days, with their messages and files.
     Purge {
         /// Days of inactivity (default: AIRLOCK_RETENTION_DAYS).

@@ -197,6 +197,17 @@ impl Relay {
         Ok(outcome)
     }
 
+    /// After a message was stored outside the relay (the PHP bridge's API): wakes the session's
+    /// waiters, and waiting claims when `queued` (a new inbox item), and tells the admins.
+    pub fn message_stored(&self, session_id: &str, message: &Message, queued: bool) {
+        if queued {
+            self.changed(&[Change::Session(session_id), Change::Inbox]);
+        } else {
+            self.changed(&[Change::Session(session_id)]);
+        }
+        self.publish_message(session_id, message);
+    }
+
     /// Leases up to `max` items, waiting up to `wait` for one to become available.
     pub async fn claim(
         &self,

@@ -472,12 +472,53 @@ fn table() -> Vec<Row> {
             Some(json!({"visitor_id": "{visitor_id}"})),
             ADMIN_ONLY,
         ),
+        // The PHP web chat bridge's API: the operation is `?action=` (see `compat_query`). Its
+        // API key is a connector key: `inbox` leases only what the key serves, and `outbox`
+        // reaches a native session only for a connector that serves it.
+        row(M::GET, "/api/v1/", None, [401, 401, 401, 200, 200, 401]),
+        row(
+            M::POST,
+            "/api/v1/",
+            Some(json!({"session_id": "{session_id}", "response": "matrix"})),
+            [401, 401, 401, 200, 404, 401],
+        ),
+        row(M::OPTIONS, "/api/v1/", None, PUBLIC),
+        row(M::GET, "/api/v1/index.php", None, ADMIN_ONLY),
+        row(
+            M::POST,
+            "/api/v1/index.php",
+            Some(json!({"session_id": "matrix_probe", "message": "hello"})),
+            PUBLIC,
+        ),
+        row(M::OPTIONS, "/api/v1/index.php", None, PUBLIC),
     ]
+}
+
+/// The `?action=` a row of the PHP bridge's API sends: `inbox` and `outbox` on `/api/v1/`,
+/// `sessions` and `messages` on `/api/v1/index.php`.
+fn compat_query(method: &Method, path: &str) -> &'static str {
+    match (method.as_str(), path) {
+        ("GET", "/api/v1/") => "?action=inbox",
+        ("POST", "/api/v1/") => "?action=outbox",
+        ("GET", "/api/v1/index.php") => "?action=sessions",
+        ("POST" | "OPTIONS", "/api/v1/index.php") | ("OPTIONS", "/api/v1/") => "?action=messages",
+        _ => "",
+    }
+}
+
+/// Whether a row is the PHP bridge's API, which answers in that bridge's own envelope.
+fn is_compat(path: &str) -> bool {
+    path == "/api/v1/" || path == "/api/v1/index.php"
 }
 
 /// Sends a row's request as `caller`; answers the status and (for non-streams) the body.
 async fn send(world: &World, row: &Row, caller: Caller) -> (StatusCode, String) {
-    let url = format!("{}{}", world.bridge.url, world.url(row.path));
+    let url = format!(
+        "{}{}{}",
+        world.bridge.url,
+        world.url(row.path),
+        compat_query(&row.method, row.path)
+    );
     let mut request = http().request(row.method.clone(), url);
     if let Some(credential) = world.credential(caller) {
         request = request.bearer_auth(credential);
@@ -489,7 +530,10 @@ async fn send(world: &World, row: &Row, caller: Caller) -> (StatusCode, String) 
             .unwrap();
         request = request.multipart(reqwest::multipart::Form::new().part("file", part));
     } else if let Some(body) = &row.body {
-        let body = body.to_string().replace("{visitor_id}", &world.visitor_id);
+        let body = body
+            .to_string()
+            .replace("{visitor_id}", &world.visitor_id)
+            .replace("{session_id}", &world.session);
         request = request
             .header("content-type", "application/json")
             .body(body);
@@ -573,7 +617,15 @@ async fn every_route_answers_every_kind_of_caller_exactly_as_designed() {
                     row.method, row.path
                 ));
             }
-            if status.is_client_error() && row.path.starts_with("/api/v1") {
+            if status.is_client_error() && is_compat(row.path) {
+                let envelope: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                if envelope["success"] != Value::Bool(false) || !envelope["error"].is_string() {
+                    failures.push(format!(
+                        "{} {} as {caller:?}: {status} without the PHP bridge's envelope: {body}",
+                        row.method, row.path
+                    ));
+                }
+            } else if status.is_client_error() && row.path.starts_with("/api/v1") {
                 let envelope: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                 if envelope["error"]["code"].as_str().is_none() {
                     failures.push(format!(

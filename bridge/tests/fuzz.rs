@@ -197,6 +197,8 @@ struct Operation {
     method: Method,
     path: String,
     credential: Option<String>,
+    /// The PHP web chat bridge's API, which answers in that bridge's own envelope.
+    compat: bool,
 }
 
 struct Target {
@@ -251,7 +253,7 @@ fn operations(spec: &Value, target: &Target) -> Vec<Operation> {
             let tag = operation["tags"][0].as_str().unwrap_or("");
             let credential = match tag {
                 "admin" => Some(target.bridge.admin_key.clone()),
-                "connector" => Some(target.connector_key.clone()),
+                "connector" | "compat" => Some(target.connector_key.clone()),
                 _ if path.contains("/sessions/{id}") => Some(target.token.clone()),
                 _ => None,
             };
@@ -259,6 +261,7 @@ fn operations(spec: &Value, target: &Target) -> Vec<Operation> {
                 method,
                 path: path.clone(),
                 credential,
+                compat: tag == "compat",
             });
         }
     }
@@ -359,7 +362,17 @@ fn no_generated_request_gets_a_server_error_or_an_answer_outside_the_envelope() 
                     operation.method
                 )));
             }
-            if status.is_client_error() && path.starts_with("/api/") {
+            if status.is_client_error() && operation.compat {
+                let envelope: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                prop_assert!(
+                    envelope["success"] == Value::Bool(false)
+                        && envelope["error"].is_string()
+                        && envelope["code"] == status.as_u16()
+                        && content_type.starts_with("application/json"),
+                    "{} {url} → {status} outside the PHP bridge's envelope: {text}",
+                    operation.method
+                );
+            } else if status.is_client_error() && path.starts_with("/api/") {
                 let envelope: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                 prop_assert!(
                     envelope["error"]["code"].is_string()

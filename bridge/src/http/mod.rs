@@ -1,8 +1,10 @@
 //! The HTTP surface: one router for the visitor, connector and admin APIs and the pages.
 //! Find a request's handler from its URL: `/api/v1/interfaces…` and `/api/v1/sessions…` are in
-//! `public`, `/api/v1/connector…` in `connector`, `/api/v1/admin…` in `admin`, the rest in `pages`.
+//! `public`, `/api/v1/connector…` in `connector`, `/api/v1/admin…` in `admin`, the PHP web chat
+//! bridge's `/api/v1/?action=…` and `/api/v1/index.php?action=…` in `compat`, the rest in `pages`.
 
 pub mod admin;
+pub mod compat;
 pub mod connector;
 pub mod cors;
 pub mod error;
@@ -108,6 +110,7 @@ pub fn documented_router(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> 
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(API_PREFIX, api)
         .routes(routes!(openapi_json))
+        .merge(compat::routes())
         .merge(pages::routes())
 }
 
@@ -127,6 +130,7 @@ static OPENAPI_JSON: OnceLock<String> = OnceLock::new();
         (name = "connector", description = "Used by connectors: `Authorization: Bearer <connector key>`"),
         (name = "admin", description = "Used by admins: `Authorization: Bearer <admin key>`"),
         (name = "pages", description = "The widget and the pages hosting it"),
+        (name = "compat", description = "The PHP web chat bridge's API, for its old clients: `?action=messages|inbox|outbox|responses|sessions|session_messages`. See docs/migrating-from-the-php-bridge.md"),
         (name = "probes", description = "Health and readiness"),
     )
 )]

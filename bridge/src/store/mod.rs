@@ -12,6 +12,7 @@
 
 mod attachments;
 mod audit;
+mod compat;
 mod connectors;
 mod interfaces;
 mod notify;
@@ -21,6 +22,7 @@ mod sessions;
 mod stats;
 
 pub use attachments::{NewAttachment, StoredAttachment};
+pub use compat::{CompatSessionRow, NewCompatSession, NewLogMessage};
 pub use connectors::{AdminKeyRow, ConnectorRow};
 pub use interfaces::{InterfaceConfig, InterfaceRow, NewInterface};
 pub use notify::LISTENER_APPLICATION_NAME;
