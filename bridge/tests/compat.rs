@@ -546,34 +546,16 @@ async fn compat_sessions_are_sessions_in_the_admin_api(bridge: TestBridge) {
     compat.plugin_inbox(&key).await;
     compat.plugin_outbox(&key, WIDGET_SESSION, "answer").await;
 
-    let http = http();
-    let page: Value = http
-        .get(format!(
-            "{}/api/v1/admin/sessions?interface=web-chat",
-            bridge.url
-        ))
-        .bearer_auth(&bridge.admin_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value =
+        serde_json::from_str(&admin_read(&bridge, "sessions?interface=web-chat").await).unwrap();
     let sessions = page["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1, "{page}");
     assert_eq!(sessions[0]["interface"], json!("web-chat"));
     assert_eq!(sessions[0]["visitor_id"], sent["uid"]);
     let id = sessions[0]["id"].as_str().unwrap();
 
-    let transcript: Value = http
-        .get(format!("{}/api/v1/admin/sessions/{id}", bridge.url))
-        .bearer_auth(&bridge.admin_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let transcript: Value =
+        serde_json::from_str(&admin_read(&bridge, &format!("sessions/{id}")).await).unwrap();
     let messages = transcript["messages"].as_array().unwrap();
     let seen: Vec<(&str, &str)> = messages
         .iter()
@@ -581,18 +563,7 @@ async fn compat_sessions_are_sessions_in_the_admin_api(bridge: TestBridge) {
         .collect();
     assert_eq!(seen, [("user", TRICKY_TEXT), ("assistant", "answer")]);
 
-    let export = http
-        .get(format!(
-            "{}/api/v1/admin/sessions/export?format=jsonl",
-            bridge.url
-        ))
-        .bearer_auth(&bridge.admin_key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let export = admin_read(&bridge, "sessions/export?format=jsonl").await;
     assert!(export.contains("web-chat"), "{export}");
     assert!(export.contains("answer"), "{export}");
 }
@@ -1051,38 +1022,16 @@ async fn assert_fixture_imported(bridge: &TestBridge) {
     assert_eq!(later["responses"].as_array().unwrap().len(), 1, "{later}");
 
     // The admin API has the conversation in its order.
-    let http = http();
-    let page: Value = http
-        .get(format!(
-            "{}/api/v1/admin/sessions?interface=web-chat",
-            bridge.url
-        ))
-        .bearer_auth(&bridge.admin_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value =
+        serde_json::from_str(&admin_read(&bridge, "sessions?interface=web-chat").await).unwrap();
     let sessions = page["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2, "{page}");
     let one = sessions
         .iter()
         .find(|s| s["visitor_id"] == json!("2632f72d266e529c"))
         .unwrap();
-    let transcript: Value = http
-        .get(format!(
-            "{}/api/v1/admin/sessions/{}",
-            bridge.url,
-            one["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&bridge.admin_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let path = format!("sessions/{}", one["id"].as_str().unwrap());
+    let transcript: Value = serde_json::from_str(&admin_read(&bridge, &path).await).unwrap();
     let seen: Vec<(&str, &str)> = transcript["messages"]
         .as_array()
         .unwrap()
@@ -1192,4 +1141,20 @@ async fn import_php_bridge_on_the_command_line_imports_once_and_twice_nothing_mo
         "{missing:?}"
     );
     bridge.shutdown().await;
+}
+
+/// The body of an admin API `GET /api/v1/admin/{path}`, which must succeed.
+async fn admin_read(bridge: &TestBridge, path: &str) -> String {
+    let response = http()
+        .get(format!("{}/api/v1/admin/{path}", bridge.url))
+        .bearer_auth(&bridge.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "GET admin/{path}: {}",
+        response.status()
+    );
+    response.text().await.unwrap()
 }
