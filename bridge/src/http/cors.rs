@@ -59,7 +59,9 @@ pub async fn visitor_cors(
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     let origins = match params {
-        Ok(params) => interface_origins(&state, &params).await,
+        // Boxed: this middleware's future lives as long as the request it wraps, which may be
+        // held open for long.
+        Ok(params) => Box::pin(interface_origins(&state, &params)).await,
         Err(_) => Ok(None),
     };
     let verdict = match origins {

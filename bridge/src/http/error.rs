@@ -147,9 +147,11 @@ impl From<StoreError> for ApiError {
             StoreError::NotDeadLettered(_) => {
                 ApiError::new(StatusCode::CONFLICT, "not_dead_lettered", message)
             }
-            StoreError::UnsupportedUrl(_) | StoreError::Database(_) | StoreError::Migrate(_) => {
-                ApiError::internal(err)
-            }
+            StoreError::UnsupportedUrl(_)
+            | StoreError::Database(_)
+            | StoreError::Sqlite(_)
+            | StoreError::Writer(_)
+            | StoreError::Migrate(_) => ApiError::internal(err),
         }
     }
 }

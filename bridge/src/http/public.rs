@@ -406,7 +406,9 @@ async fn list_messages(
     headers: HeaderMap,
 ) -> Result<Json<MessageList>, ApiError> {
     state.limits.read(ip)?;
-    let session = visitor_session(&state, &headers, &session_id)
+    // Boxed, here and in `events`: the look-up's future is large, and a request that then waits
+    // for up to 30 s should not carry its space along (10,000 held requests, 10,000 copies).
+    let session = Box::pin(visitor_session(&state, &headers, &session_id))
         .await?
         .session;
     let wait = Duration::from_secs(query.wait.min(airlock_shared::MAX_VISITOR_WAIT_SECS));
@@ -472,7 +474,7 @@ async fn events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.limits.read(ip)?;
-    let session = visitor_session(&state, &headers, &session_id)
+    let session = Box::pin(visitor_session(&state, &headers, &session_id))
         .await?
         .session;
     let last_event_id = match headers.get("last-event-id") {

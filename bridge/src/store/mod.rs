@@ -19,7 +19,9 @@ mod notify;
 mod relay;
 mod retention;
 mod sessions;
+mod sqlite_relay;
 mod stats;
+mod writer;
 
 pub use attachments::{NewAttachment, StoredAttachment};
 pub use compat::{CompatSessionRow, NewCompatSession, NewLogMessage};
@@ -72,6 +74,11 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// From SQLite's writer thread (see `writer`).
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database writer: {0}")]
+    Writer(String),
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -122,6 +129,11 @@ pub struct Store {
     backend: Backend,
     read: AnyPool,
     write: AnyPool,
+    /// SQLite's writer thread, which runs the relay's hot writes (see `writer`); `None` on
+    /// PostgreSQL and for an in-memory SQLite database.
+    writer: Option<writer::Writer>,
+    /// Live connector keys recently looked up (see [`Store::connector_by_key_hash`]).
+    connector_keys: connectors::KeyCache,
     max_attempts: u32,
     /// Where a wake-up listener connects, on PostgreSQL.
     listen_options: Option<sqlx::postgres::PgConnectOptions>,
@@ -181,10 +193,18 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
+        let writer = match backend {
+            Backend::Sqlite => sqlite_file(url)?
+                .map(|file| writer::Writer::open(&file, options.sqlite_sync))
+                .transpose()?,
+            Backend::Postgres => None,
+        };
         Ok(Store {
             backend,
             read,
             write,
+            writer,
+            connector_keys: connectors::KeyCache::default(),
             max_attempts: options.max_attempts.max(1),
             listen_options,
         })
@@ -242,6 +262,9 @@ impl Store {
 
     /// Closes every connection; pending work finishes first.
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
         self.write.close().await;
         self.read.close().await;
     }
@@ -309,6 +332,13 @@ fn sqlite_pool(max: u32, sync: SqliteSync) -> AnyPoolOptions {
                 Ok(())
             })
         })
+}
+
+/// The file of an SQLite database URL; `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>> {
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    let file = options.get_filename();
+    Ok((!file.as_os_str().is_empty() && file != Path::new(":memory:")).then(|| file.to_path_buf()))
 }
 
 /// Hides the password of a database URL for messages and logs.

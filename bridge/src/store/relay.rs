@@ -15,7 +15,7 @@ use airlock_shared::{Message, time_from_millis};
 
 use super::{
     Backend, ConnectorRow, InterfaceConfig, MessageRow, Result, Store, StoreError, Tx,
-    message_columns, message_in_tx, next_rev,
+    message_columns, message_in_tx, next_rev, sqlite_relay,
 };
 use crate::tokens::new_id;
 
@@ -30,7 +30,7 @@ const RETRY_BASE_MS: i64 = 1_000;
 const RETRY_CAP_MS: i64 = 60_000;
 
 /// Candidate look-ups one claim makes at most (each after dead-lettering some heads).
-const MAX_CLAIM_ROUNDS: usize = 8;
+pub(super) const MAX_CLAIM_ROUNDS: usize = 8;
 
 /// The result of one claim transaction.
 #[derive(Debug, Default)]
@@ -61,30 +61,33 @@ pub struct LeaseWrite<T> {
 }
 
 #[derive(sqlx::FromRow)]
-struct Candidate {
-    message_id: String,
-    session_id: String,
-    state: String,
-    attempts: i64,
+pub(super) struct Candidate {
+    pub message_id: String,
+    pub session_id: String,
+    pub state: String,
+    pub attempts: i64,
 }
 
 /// A lease joined with the current state of its item.
 #[derive(sqlx::FromRow)]
-struct LeaseState {
-    message_id: String,
-    session_id: String,
-    connector_id: String,
-    state: String,
-    current_lease: Option<String>,
-    attempts: i64,
+pub(super) struct LeaseState {
+    pub message_id: String,
+    pub session_id: String,
+    pub connector_id: String,
+    pub state: String,
+    pub current_lease: Option<String>,
+    pub attempts: i64,
 }
 
 #[derive(sqlx::FromRow)]
-struct OutboxRow {
-    message_id: String,
-    lease_id: String,
-    state: String,
+pub(super) struct OutboxRow {
+    pub message_id: String,
+    pub lease_id: String,
+    pub state: String,
 }
+
+/// A lease a claim just made: `(lease_id, message_id, attempt, leased_until)`.
+pub(super) type Leased = (String, String, i64, i64);
 
 /// Back-off before the next delivery after `attempts` failed ones.
 fn retry_delay_ms(attempts: i64) -> i64 {
@@ -113,6 +116,7 @@ macro_rules! claim_candidates {
          ORDER BY i.created_at, i.seq LIMIT $4"
     };
 }
+pub(super) use claim_candidates;
 
 /// A lease joined with the current state of its item, in [`LeaseState`] order.
 macro_rules! select_lease {
@@ -122,6 +126,7 @@ macro_rules! select_lease {
          JOIN inbox i ON i.message_id = l.message_id WHERE l.lease_id = $1"
     };
 }
+pub(super) use select_lease;
 
 impl Store {
     /// Leases up to `max` items to `connector` for `lease_ms`, oldest first, at most one per
@@ -138,6 +143,46 @@ impl Store {
         if max == 0 {
             return Ok(outcome);
         }
+        let leased = match &self.writer {
+            Some(writer) => {
+                let claimer = sqlite_relay::Claimer {
+                    id: connector.id.clone(),
+                    all_interfaces: connector.all_interfaces,
+                };
+                let max_attempts = self.max_attempts;
+                let (leased, touched, dead) = writer
+                    .run(move |conn| {
+                        sqlite_relay::claim_leases(conn, &claimer, max, lease_ms, max_attempts, now)
+                    })
+                    .await?;
+                outcome.touched_sessions = touched;
+                outcome.dead_lettered = dead;
+                leased
+            }
+            None => {
+                self.lease_in_tx(connector, max, lease_ms, now, &mut outcome)
+                    .await?
+            }
+        };
+        for (lease_id, message_id, attempt, leased_until) in leased {
+            outcome.items.push(
+                self.claimed_item(lease_id, &message_id, attempt, leased_until, history)
+                    .await?,
+            );
+        }
+        Ok(outcome)
+    }
+
+    /// The leasing half of [`Store::claim`], through sqlx (PostgreSQL, or SQLite without a
+    /// writer thread): the leases made, with the touched sessions and dead letters in `outcome`.
+    async fn lease_in_tx(
+        &self,
+        connector: &ConnectorRow,
+        max: u32,
+        lease_ms: i64,
+        now: i64,
+        outcome: &mut ClaimOutcome,
+    ) -> Result<Vec<Leased>> {
         let mut tx = self.begin().await?;
         let sql = match self.backend {
             Backend::Sqlite => claim_candidates!(),
@@ -198,14 +243,7 @@ impl Store {
             }
         }
         tx.commit().await?;
-
-        for (lease_id, message_id, attempt, leased_until) in leased {
-            outcome.items.push(
-                self.claimed_item(lease_id, &message_id, attempt, leased_until, history)
-                    .await?,
-            );
-        }
-        Ok(outcome)
+        Ok(leased)
     }
 
     /// Everything the agent needs for one leased item, read after the claim committed.
@@ -353,6 +391,15 @@ impl Store {
         delta: &str,
         now: i64,
     ) -> Result<LeaseWrite<Message>> {
+        if let Some(writer) = &self.writer {
+            let (lease_id, connector_id, delta) =
+                (lease_id.to_owned(), connector.id.clone(), delta.to_owned());
+            return writer
+                .run(move |conn| {
+                    sqlite_relay::stream_delta(conn, &lease_id, &connector_id, &delta, now)
+                })
+                .await;
+        }
         let mut tx = self.begin().await?;
         let lease = self.lease_for_write(&mut tx, lease_id, connector).await?;
         require_leased(&lease)?;
@@ -412,6 +459,13 @@ impl Store {
         text: &str,
         now: i64,
     ) -> Result<LeaseWrite<Message>> {
+        if let Some(writer) = &self.writer {
+            let (lease_id, connector_id, text) =
+                (lease_id.to_owned(), connector.id.clone(), text.to_owned());
+            return writer
+                .run(move |conn| sqlite_relay::reply(conn, &lease_id, &connector_id, &text, now))
+                .await;
+        }
         let mut tx = self.begin().await?;
         let lease = self.lease_for_write(&mut tx, lease_id, connector).await?;
         let outbox = outbox_row(&mut tx, &lease.message_id).await?;
@@ -752,7 +806,7 @@ async fn lease_item(
     )))
 }
 
-fn require_leased(lease: &LeaseState) -> Result<()> {
+pub(super) fn require_leased(lease: &LeaseState) -> Result<()> {
     match lease.state.as_str() {
         "leased" => Ok(()),
         "done" => Err(StoreError::ItemFinished("answered")),
@@ -772,7 +826,7 @@ async fn outbox_row(tx: &mut Tx, inbox_id: &str) -> Result<Option<OutboxRow>> {
 }
 
 /// The sanitised HTML of an assistant reply (none while it is still empty).
-fn rendered(text: &str) -> Option<String> {
+pub(super) fn rendered(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| crate::render::markdown(text))
 }
 

@@ -465,6 +465,24 @@ impl Store {
         context: Option<&serde_json::Value>,
         now: i64,
     ) -> Result<SendOutcome> {
+        if let Some(writer) = &self.writer {
+            let (session_id, client_id, text) =
+                (session_id.to_owned(), client_id.to_owned(), text.to_owned());
+            let (attachments, context) = (attachments.to_vec(), context.map(|c| c.to_string()));
+            return writer
+                .run(move |conn| {
+                    super::sqlite_relay::send_user_message(
+                        conn,
+                        &session_id,
+                        &client_id,
+                        &text,
+                        &attachments,
+                        context.as_deref(),
+                        now,
+                    )
+                })
+                .await;
+        }
         // Two racing sends of one client_id on PostgreSQL: the loser's insert hits the unique
         // index; on the second pass it finds the winner's message.
         for _ in 0..2 {
