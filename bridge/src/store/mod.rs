@@ -4,7 +4,9 @@
 //! One set of queries serves both backends through sqlx's `Any` driver: the SQL is written in the
 //! common dialect (`$N` parameters, epoch-millisecond integers for time, text for ids and JSON),
 //! and the few places where the engines differ (`FOR UPDATE SKIP LOCKED`, `BEGIN IMMEDIATE`) branch
-//! on [`Backend`]. The conformance suite in `tests/store_conformance.rs` runs unchanged on both.
+//! on [`Backend`]. On SQLite the relay's hot writes run instead on a writer thread of their own
+//! (`writer`, `sqlite_relay`), with the same steps. The conformance suite in
+//! `tests/store_conformance.rs` runs unchanged on both.
 //!
 //! Every method that depends on time takes `now` (epoch milliseconds) from the caller, so tests move
 //! time without sleeping. Every write that the bridge acknowledges is committed before the method
@@ -121,9 +123,10 @@ impl Default for StoreOptions {
 
 /// The bridge's database. Cheap to clone.
 ///
-/// On SQLite all writes go through a single connection (SQLite has one writer anyway; queueing in
-/// the pool is cheaper and fairer than lock retries) and reads through a small separate pool, which
-/// WAL mode lets run beside the writer.
+/// On SQLite the relay's hot writes go through the writer thread (`writer`), the other writes
+/// through a single sqlx connection (SQLite has one writer anyway; queueing is cheaper and fairer
+/// than lock retries), and reads through a small separate pool, which WAL mode lets run beside
+/// the writers.
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
