@@ -1023,7 +1023,7 @@ async fn assert_fixture_imported(bridge: &TestBridge) {
 
     // The admin API has the conversation in its order.
     let page: Value =
-        serde_json::from_str(&admin_read(&bridge, "sessions?interface=web-chat").await).unwrap();
+        serde_json::from_str(&admin_read(bridge, "sessions?interface=web-chat").await).unwrap();
     let sessions = page["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2, "{page}");
     let one = sessions
@@ -1031,7 +1031,7 @@ async fn assert_fixture_imported(bridge: &TestBridge) {
         .find(|s| s["visitor_id"] == json!("2632f72d266e529c"))
         .unwrap();
     let path = format!("sessions/{}", one["id"].as_str().unwrap());
-    let transcript: Value = serde_json::from_str(&admin_read(&bridge, &path).await).unwrap();
+    let transcript: Value = serde_json::from_str(&admin_read(bridge, &path).await).unwrap();
     let seen: Vec<(&str, &str)> = transcript["messages"]
         .as_array()
         .unwrap()
