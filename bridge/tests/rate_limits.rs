@@ -22,11 +22,11 @@ use airlock_bridge::store::StoreOptions;
 use airlock_bridge::testing::TestBridge;
 use airlock_shared::Role;
 use airlock_shared::connector::ClaimResponse;
-use airlock_shared::visitor::{MessageList, SessionCreated};
+use airlock_shared::visitor::SessionCreated;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::http::{assert_error, http};
+use common::http::{Visitor, assert_error, http};
 
 /// Like `on_both_backends!`, with each bridge started on the settings `$config()` returns.
 macro_rules! on_both_backends_with {
@@ -67,60 +67,19 @@ macro_rules! on_both_backends_with {
     };
 }
 
-/// A visitor with an open session.
-struct Visitor {
-    http: reqwest::Client,
-    base: String,
-    session: SessionCreated,
+/// Sends `message {client_id}` as `visitor`.
+async fn send(visitor: &Visitor, client_id: &str) -> reqwest::Response {
+    visitor
+        .send(client_id, &format!("message {client_id}"))
+        .await
 }
 
-impl Visitor {
-    async fn open(bridge: &TestBridge) -> Visitor {
-        let response = open_session(bridge, None).await;
-        assert_eq!(response.status(), StatusCode::CREATED);
-        Visitor {
-            http: http(),
-            base: bridge.url.clone(),
-            session: response.json().await.unwrap(),
-        }
-    }
-
-    fn url(&self, tail: &str) -> String {
-        format!(
-            "{}/api/v1/sessions/{}/{tail}",
-            self.base, self.session.session_id
-        )
-    }
-
-    async fn send(&self, client_id: &str) -> reqwest::Response {
-        self.http
-            .post(self.url("messages"))
-            .bearer_auth(&self.session.session_token)
-            .json(&json!({"client_id": client_id, "text": format!("message {client_id}")}))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Sends and expects 202; returns the stored message's id.
-    async fn send_ok(&self, client_id: &str) -> String {
-        let response = self.send(client_id).await;
-        assert_eq!(response.status(), StatusCode::ACCEPTED, "{client_id}");
-        let body: Value = response.json().await.unwrap();
-        body["message"]["id"].as_str().unwrap().to_string()
-    }
-
-    async fn transcript(&self) -> MessageList {
-        let response = self
-            .http
-            .get(self.url("messages?after=0"))
-            .bearer_auth(&self.session.session_token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.unwrap()
-    }
+/// Sends and expects 202; returns the stored message's id.
+async fn send_ok(visitor: &Visitor, client_id: &str) -> String {
+    let response = send(visitor, client_id).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "{client_id}");
+    let body: Value = response.json().await.unwrap();
+    body["message"]["id"].as_str().unwrap().to_string()
 }
 
 /// `POST /interfaces/demo/sessions`, optionally with an `X-Forwarded-For` header.
@@ -175,21 +134,21 @@ async fn patch_demo(bridge: &TestBridge, body: Value) {
 // ---- visitor messages per session ------------------------------------------------------------
 
 async fn the_eleventh_message_in_a_minute_is_refused_and_not_stored(bridge: TestBridge) {
-    let visitor = Visitor::open(&bridge).await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
     let mut ids = Vec::new();
     for n in 1..=10 {
-        ids.push(visitor.send_ok(&format!("c{n}")).await);
+        ids.push(send_ok(&visitor, &format!("c{n}")).await);
     }
 
     // Default 10 per 60 s: the next message is due 60/10 = 6 s after the burst.
-    assert_limited(visitor.send("c11").await, 1..=6).await;
+    assert_limited(send(&visitor, "c11").await, 1..=6).await;
 
     // A retry of a message that was stored is answered as before, not refused.
-    assert_eq!(visitor.send_ok("c5").await, ids[4]);
+    assert_eq!(send_ok(&visitor, "c5").await, ids[4]);
     // … and it did not count: still refused, still nothing new.
-    assert_limited(visitor.send("c12").await, 1..=6).await;
+    assert_limited(send(&visitor, "c12").await, 1..=6).await;
 
-    let transcript = visitor.transcript().await;
+    let transcript = visitor.poll(0, 0).await;
     let user: Vec<_> = transcript
         .messages
         .iter()
@@ -239,17 +198,17 @@ async fn the_eleventh_message_in_a_minute_is_refused_and_not_stored(bridge: Test
 }
 
 async fn a_changed_rate_limit_applies_to_new_messages(bridge: TestBridge) {
-    let visitor = Visitor::open(&bridge).await;
-    visitor.send_ok("before").await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    send_ok(&visitor, "before").await;
     patch_demo(
         &bridge,
         json!({"rate_limit": {"messages": 2, "window_secs": 3600}}),
     )
     .await;
-    visitor.send_ok("a").await;
-    visitor.send_ok("b").await;
+    send_ok(&visitor, "a").await;
+    send_ok(&visitor, "b").await;
     // Two per hour: the next is due half an hour after the burst, far beyond the old 6 s.
-    assert_limited(visitor.send("c").await, 1790..=1800).await;
+    assert_limited(send(&visitor, "c").await, 1790..=1800).await;
     bridge.shutdown().await;
 }
 
@@ -259,14 +218,14 @@ async fn sending_again_after_retry_after_is_accepted(bridge: TestBridge) {
         json!({"rate_limit": {"messages": 2, "window_secs": 2}}),
     )
     .await;
-    let visitor = Visitor::open(&bridge).await;
-    visitor.send_ok("a").await;
-    visitor.send_ok("b").await;
-    let refused = visitor.send("c").await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    send_ok(&visitor, "a").await;
+    send_ok(&visitor, "b").await;
+    let refused = send(&visitor, "c").await;
     let wait = retry_after(&refused);
     assert_limited(refused, 1..=1).await;
     tokio::time::sleep(Duration::from_secs(wait)).await;
-    visitor.send_ok("c").await;
+    send_ok(&visitor, "c").await;
     bridge.shutdown().await;
 }
 
@@ -386,7 +345,7 @@ async fn public_reads_are_limited_per_address() {
     }
     assert_limited(read().await, 1..=20).await;
     // The event stream and message polls draw from the same budget.
-    let visitor = Visitor::open(&bridge).await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
     let events = visitor
         .http
         .get(visitor.url("events"))
@@ -485,7 +444,7 @@ async fn query_tokens_never_reach_the_log() {
     tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
 
     let bridge = TestBridge::start().await;
-    let visitor = Visitor::open(&bridge).await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
     let secret = "SECRETsessiontoken0123456789";
     let events = http()
         .get(visitor.url(&format!("events?token={secret}&after=0")))
