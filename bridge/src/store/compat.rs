@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use airlock_shared::Message;
 
+use super::sessions::select_sessions;
 use super::{
     MessageRow, Result, SessionRow, Store, StoreError, Tx, is_unique_violation, message_columns,
     message_in_tx, next_rev,
@@ -65,17 +66,14 @@ impl Store {
         interface_id: &str,
         compat_id: &str,
     ) -> Result<Option<SessionRow>> {
-        let id: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM sessions WHERE interface_id = $1 AND compat_id = $2",
-        )
+        Ok(sqlx::query_as(concat!(
+            select_sessions!(),
+            " WHERE s.interface_id = $1 AND s.compat_id = $2"
+        ))
         .bind(interface_id)
         .bind(compat_id)
         .fetch_optional(&self.write)
-        .await?;
-        match id {
-            Some(id) => self.session(&id).await,
-            None => Ok(None),
-        }
+        .await?)
     }
 
     /// Opens the compat session `new.compat_id`, or finds it when it exists (also when another
@@ -113,7 +111,8 @@ impl Store {
             .compat_session(&new.interface_id, &new.compat_id)
             .await?
             .ok_or(StoreError::NotFound("session"))?;
-        Ok((row.clone(), row.id == id))
+        let opened = row.id == id;
+        Ok((row, opened))
     }
 
     /// Makes an expired session active again (a compat client keeps its `session_id` for as

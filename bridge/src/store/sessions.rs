@@ -103,6 +103,7 @@ macro_rules! select_sessions {
          FROM sessions s JOIN interfaces i ON i.id = s.interface_id"
     };
 }
+pub(super) use select_sessions;
 
 /// [`select_sessions`] plus the latest message's text, for admin views only: visitor requests
 /// (which look a session up on every call) skip the extra subquery.
