@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use airlock_shared::admin::AdminEvent;
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -108,7 +107,7 @@ pub struct Bridge {
     pub state: Arc<AppState>,
     pub first_run: FirstRun,
     shutdown: CancellationToken,
-    server: JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<()>,
     reaper: JoinHandle<()>,
     /// On PostgreSQL, turns other replicas' notifications into this one's wake-ups.
     wakeup_listener: JoinHandle<()>,
@@ -156,21 +155,7 @@ impl Bridge {
         });
         let local_addr = listener.local_addr()?;
         let app = crate::http::router(state.clone());
-        // Without TCP_NODELAY a response written in two pieces waits for the client's delayed
-        // ACK (40 ms on Linux) before its second piece goes out.
-        let listener = listener.tap_io(|stream| {
-            if let Err(err) = stream.set_nodelay(true) {
-                tracing::debug!(error = %err, "could not set TCP_NODELAY");
-            }
-        });
-        let server = tokio::spawn(
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
-        );
+        let server = tokio::spawn(crate::serve::serve(listener, app, shutdown.clone()));
         let wakeup_listener = tokio::spawn(relay.clone().listen_to_other_replicas());
         let reaper = tokio::spawn(relay.run_reaper());
         let limits_janitor = tokio::spawn(forget_idle_limits(state.clone(), shutdown.clone()));
@@ -207,7 +192,7 @@ impl Bridge {
         let _ = self.wakeup_listener.await;
         let _ = self.limits_janitor.await;
         self.state.store.close().await;
-        served??;
+        served?;
         Ok(())
     }
 }

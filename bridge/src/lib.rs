@@ -17,6 +17,7 @@ pub mod manage;
 pub mod preview;
 pub mod relay;
 pub mod render;
+pub mod serve;
 pub mod store;
 pub mod testing;
 pub mod tokens;

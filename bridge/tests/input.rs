@@ -834,3 +834,44 @@ on_both_backends!(
     broken_bodies_get_the_envelope_naming_what_is_wrong,
     nul_and_control_characters_are_refused_never_a_server_error,
 );
+
+/// A client that opens a connection and never finishes its request head is cut off after the
+/// server's header timeout, while an answered connection on the same bridge keeps working.
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_request_head_is_closed() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let bridge = TestBridge::start().await;
+    let address = bridge.url.trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: bridge\r\n")
+        .await
+        .unwrap();
+    let opened = Instant::now();
+
+    let healthy = http()
+        .get(format!("{}/healthz", bridge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthy.status(), StatusCode::OK);
+
+    let limit = airlock_bridge::serve::HEADER_READ_TIMEOUT;
+    let mut rest = Vec::new();
+    // Closed or reset, with or without an error answer first: either way it is gone.
+    tokio::time::timeout(
+        limit + Duration::from_secs(10),
+        stalled.read_to_end(&mut rest),
+    )
+    .await
+    .expect("the stalled connection was never closed")
+    .ok();
+    let waited = opened.elapsed();
+    assert!(
+        waited >= limit - Duration::from_secs(1),
+        "closed after {waited:?}, before the {limit:?} header timeout"
+    );
+    bridge.shutdown().await;
+}

@@ -11,12 +11,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::stats::ms;
 
-/// The `floor-server` sub-command: an axum (hyper) server on `127.0.0.1:0` answering `GET /`
-/// with `ok` and holding `GET /hold` for an hour (an idle long-poll with nothing behind it);
-/// prints its port and serves until killed.
+/// The `floor-server` sub-command: the bridge's own HTTP server loop (`airlock_bridge::serve`,
+/// hyper's HTTP/1 server) on `127.0.0.1:0` with a two-route axum router instead of the bridge's:
+/// `GET /` answers `ok`, `GET /hold` waits an hour (an idle long-poll with nothing behind it).
+/// Prints its port and serves until killed.
 pub async fn serve_floor() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("{}", listener.local_addr()?.port());
@@ -29,7 +31,7 @@ pub async fn serve_floor() -> anyhow::Result<()> {
                 "ok"
             }),
         );
-    axum::serve(listener, app).await?;
+    airlock_bridge::serve::serve(listener, app, CancellationToken::new()).await;
     Ok(())
 }
 
