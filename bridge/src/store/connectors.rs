@@ -3,10 +3,6 @@
 use airlock_shared::admin::Connector;
 use airlock_shared::time_from_millis;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use super::{Result, Store, StoreError};
 use crate::tokens::new_id;
 
@@ -49,36 +45,6 @@ struct RawConnector {
     created_at: i64,
     last_seen_at: Option<i64>,
     revoked_at: Option<i64>,
-}
-
-/// Live connector keys recently looked up, by key hash, each believed for [`KeyCache::TTL`].
-#[derive(Debug, Default, Clone)]
-pub(super) struct KeyCache(Arc<Mutex<HashMap<String, (Instant, ConnectorRow)>>>);
-
-impl KeyCache {
-    const TTL: Duration = Duration::from_secs(1);
-    /// Entries at most; past it the cache starts over (keys are few, callers of dead ones none).
-    const MAX: usize = 1024;
-
-    fn get(&self, key_hash: &str) -> Option<ConnectorRow> {
-        let keys = self.0.lock().expect("key cache poisoned");
-        let (at, row) = keys.get(key_hash)?;
-        (at.elapsed() < Self::TTL).then(|| row.clone())
-    }
-
-    fn put(&self, key_hash: &str, row: &ConnectorRow) {
-        let mut keys = self.0.lock().expect("key cache poisoned");
-        if keys.len() >= Self::MAX {
-            keys.clear();
-        }
-        keys.insert(key_hash.to_owned(), (Instant::now(), row.clone()));
-    }
-
-    /// Forgets the connector `id` (revoked).
-    fn forget(&self, id: &str) {
-        let mut keys = self.0.lock().expect("key cache poisoned");
-        keys.retain(|_, (_, row)| row.id != id);
-    }
 }
 
 /// How often at most a connector's `last_seen_at` is written (claims come much more often).
@@ -150,7 +116,7 @@ impl Store {
     /// The live (not revoked) connector whose key hashes to `key_hash`.
     ///
     /// Every connector call asks this, so a live key's record is kept for a second
-    /// ([`KeyCache`]). A revocation through this bridge forgets it at once; one made through
+    /// (`store::cache`). A revocation through this bridge forgets it at once; one made through
     /// another replica or the CLI takes effect here within that second.
     pub async fn connector_by_key_hash(&self, key_hash: &str) -> Result<Option<ConnectorRow>> {
         if let Some(row) = self.connector_keys.get(key_hash) {
@@ -208,7 +174,7 @@ impl Store {
             .execute(&self.write)
             .await?;
         // After the write: a look-up racing it cannot put the live record back.
-        self.connector_keys.forget(id);
+        self.connector_keys.retain(|row| row.id != id);
         let raw: Option<RawConnector> = sqlx::query_as(
             "SELECT id, name, all_interfaces, created_at, last_seen_at, revoked_at \
              FROM connectors WHERE id = $1",

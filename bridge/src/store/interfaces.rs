@@ -271,6 +271,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.interfaces_by_id.clear();
         Ok(row.into())
     }
 
@@ -298,6 +299,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.interfaces_by_id.clear();
         Ok(u64::try_from(sessions).unwrap_or(0))
     }
 
@@ -369,13 +371,24 @@ impl Store {
     }
 
     /// One interface by id.
+    ///
+    /// Every visitor request asks this, so an interface is kept for a second (`store::cache`).
+    /// A change through this bridge is seen at once; one made through another replica or the
+    /// CLI within that second.
     pub async fn interface_by_id(&self, id: &str) -> Result<Option<InterfaceRow>> {
+        if let Some(row) = self.interfaces_by_id.get(id) {
+            return Ok(Some(row));
+        }
         let row: Option<RawInterface> =
             sqlx::query_as(concat!(select_interfaces!(), " WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(&self.read)
                 .await?;
-        Ok(row.map(Into::into))
+        let row: Option<InterfaceRow> = row.map(Into::into);
+        if let Some(row) = &row {
+            self.interfaces_by_id.put(id, row);
+        }
+        Ok(row)
     }
 
     /// The allowed origins of the interface called `slug` (draft or published), for CORS; `None`
@@ -420,6 +433,7 @@ impl Store {
                 .bind(slug)
                 .execute(&self.write)
                 .await?;
+        self.interfaces_by_id.clear();
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("interface"));
         }

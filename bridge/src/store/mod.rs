@@ -14,6 +14,7 @@
 
 mod attachments;
 mod audit;
+mod cache;
 mod compat;
 mod connectors;
 mod interfaces;
@@ -136,7 +137,9 @@ pub struct Store {
     /// PostgreSQL and for an in-memory SQLite database.
     writer: Option<writer::Writer>,
     /// Live connector keys recently looked up (see [`Store::connector_by_key_hash`]).
-    connector_keys: connectors::KeyCache,
+    connector_keys: cache::TtlCache<ConnectorRow>,
+    /// Interfaces recently looked up by id (see [`Store::interface_by_id`]).
+    interfaces_by_id: cache::TtlCache<InterfaceRow>,
     max_attempts: u32,
     /// Where a wake-up listener connects, on PostgreSQL.
     listen_options: Option<sqlx::postgres::PgConnectOptions>,
@@ -207,7 +210,8 @@ impl Store {
             read,
             write,
             writer,
-            connector_keys: connectors::KeyCache::default(),
+            connector_keys: cache::TtlCache::default(),
+            interfaces_by_id: cache::TtlCache::default(),
             max_attempts: options.max_attempts.max(1),
             listen_options,
         })

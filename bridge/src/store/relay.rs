@@ -14,7 +14,7 @@ use airlock_shared::connector::{ClaimedItem, FailOutcome, SessionContext};
 use airlock_shared::{Message, time_from_millis};
 
 use super::{
-    Backend, ConnectorRow, InterfaceConfig, MessageRow, Result, Store, StoreError, Tx,
+    Backend, ConnectorRow, InterfaceConfig, MessageRow, Result, SessionRow, Store, StoreError, Tx,
     message_columns, message_in_tx, next_rev, sqlite_relay,
 };
 use crate::tokens::new_id;
@@ -89,6 +89,70 @@ pub(super) struct OutboxRow {
 /// A lease a claim just made: `(lease_id, message_id, attempt, leased_until)`.
 pub(super) type Leased = (String, String, i64, i64);
 
+/// The earlier messages a claimed item carries, newest first (`$1` session, `$2` the item's
+/// `seq`, `$3` how many).
+macro_rules! claim_history {
+    () => {
+        concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m WHERE m.session_id = $1 AND m.seq < $2 \
+              AND (m.role = 'user' OR (m.role = 'assistant' AND m.status = 'complete')) \
+              ORDER BY m.seq DESC LIMIT $3"
+        )
+    };
+}
+pub(super) use claim_history;
+
+/// What is read for one leased item, on either backend.
+pub(super) struct ClaimParts {
+    pub message: MessageRow,
+    /// The visitor's `context` (JSON), which only the agent gets.
+    pub context: Option<String>,
+    pub session: SessionRow,
+    /// The interface's configuration (JSON).
+    pub config: String,
+    /// The earlier messages, oldest first.
+    pub history: Vec<MessageRow>,
+}
+
+impl ClaimParts {
+    /// The item as the connector gets it.
+    pub fn into_item(self, (lease_id, _, attempt, leased_until): Leased) -> ClaimedItem {
+        let ClaimParts {
+            message,
+            context,
+            session,
+            config,
+            history,
+        } = self;
+        let config: InterfaceConfig = serde_json::from_str(&config).unwrap_or_default();
+        ClaimedItem {
+            lease_id,
+            lease_expires_at: time_from_millis(leased_until),
+            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+            message: message.into_message(),
+            session: SessionContext {
+                id: session.id,
+                interface: session.interface_slug,
+                interface_title: config.title,
+                visitor_id: session.visitor_id,
+                visitor_name: session.identity_name,
+                visitor_user_id: session.identity_user_id,
+                visitor_email: session.identity_email,
+                page_url: session.page_url,
+                page_title: session.page_title,
+                referrer: session.referrer,
+                locale: session.locale,
+                context: context.and_then(|c| serde_json::from_str(&c).ok()),
+                system_prompt: config.system_prompt,
+                agent_context: config.agent_context,
+            },
+            history: history.into_iter().map(MessageRow::into_message).collect(),
+        }
+    }
+}
+
 /// Back-off before the next delivery after `attempts` failed ones.
 fn retry_delay_ms(attempts: i64) -> i64 {
     let doublings = (attempts - 1).clamp(0, 16) as u32;
@@ -143,32 +207,46 @@ impl Store {
         if max == 0 {
             return Ok(outcome);
         }
-        let leased = match &self.writer {
-            Some(writer) => {
-                let claimer = sqlite_relay::Claimer {
-                    id: connector.id.clone(),
-                    all_interfaces: connector.all_interfaces,
-                };
-                let max_attempts = self.max_attempts;
-                let (leased, touched, dead) = writer
-                    .run(move |conn| {
-                        sqlite_relay::claim_leases(conn, &claimer, max, lease_ms, max_attempts, now)
-                    })
-                    .await?;
-                outcome.touched_sessions = touched;
-                outcome.dead_lettered = dead;
-                leased
-            }
-            None => {
-                self.lease_in_tx(connector, max, lease_ms, now, &mut outcome)
-                    .await?
-            }
-        };
-        for (lease_id, message_id, attempt, leased_until) in leased {
-            outcome.items.push(
-                self.claimed_item(lease_id, &message_id, attempt, leased_until, history)
-                    .await?,
-            );
+        if let Some(writer) = &self.writer {
+            // On SQLite the items are read in the same operation as their leases: one hand-off
+            // to the writer thread instead of one more per query.
+            let claimer = sqlite_relay::Claimer {
+                id: connector.id.clone(),
+                all_interfaces: connector.all_interfaces,
+            };
+            let max_attempts = self.max_attempts;
+            let (items, touched, dead) = writer
+                .run(move |conn| {
+                    let (leased, touched, dead) = sqlite_relay::claim_leases(
+                        conn,
+                        &claimer,
+                        max,
+                        lease_ms,
+                        max_attempts,
+                        now,
+                    )?;
+                    let items = leased
+                        .into_iter()
+                        .map(|leased| {
+                            let parts = sqlite_relay::claim_parts(conn, &leased.1, history)?;
+                            Ok(parts.into_item(leased))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok((items, touched, dead))
+                })
+                .await?;
+            outcome.items = items;
+            outcome.touched_sessions = touched;
+            outcome.dead_lettered = dead;
+            return Ok(outcome);
+        }
+        let leased = self
+            .lease_in_tx(connector, max, lease_ms, now, &mut outcome)
+            .await?;
+        for leased in leased {
+            outcome
+                .items
+                .push(self.claimed_item(leased, history).await?);
         }
         Ok(outcome)
     }
@@ -247,14 +325,7 @@ impl Store {
     }
 
     /// Everything the agent needs for one leased item, read after the claim committed.
-    async fn claimed_item(
-        &self,
-        lease_id: String,
-        message_id: &str,
-        attempt: i64,
-        leased_until: i64,
-        history: u32,
-    ) -> Result<ClaimedItem> {
+    async fn claimed_item(&self, leased: Leased, history: u32) -> Result<ClaimedItem> {
         /// The message with the visitor's `context`, which only the agent gets.
         #[derive(sqlx::FromRow)]
         struct WithContext {
@@ -262,62 +333,37 @@ impl Store {
             message: MessageRow,
             context: Option<String>,
         }
-        let WithContext {
-            message: row,
-            context,
-        } = sqlx::query_as(concat!(
+        let WithContext { message, context } = sqlx::query_as(concat!(
             "SELECT ",
             message_columns!(),
             ", m.context FROM messages m WHERE m.id = $1"
         ))
-        .bind(message_id)
+        .bind(&leased.1)
         .fetch_one(&self.read)
         .await?;
         let session = self
-            .session(&row.session_id)
+            .session(&message.session_id)
             .await?
             .ok_or(StoreError::NotFound("session"))?;
         let config: String = sqlx::query_scalar("SELECT config FROM interfaces WHERE id = $1")
             .bind(&session.interface_id)
             .fetch_one(&self.read)
             .await?;
-        let config: InterfaceConfig = serde_json::from_str(&config).unwrap_or_default();
-        let mut earlier: Vec<MessageRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages m WHERE m.session_id = $1 AND m.seq < $2 \
-              AND (m.role = 'user' OR (m.role = 'assistant' AND m.status = 'complete')) \
-              ORDER BY m.seq DESC LIMIT $3"
-        ))
-        .bind(&row.session_id)
-        .bind(row.seq)
-        .bind(i64::from(history))
-        .fetch_all(&self.read)
-        .await?;
+        let mut earlier: Vec<MessageRow> = sqlx::query_as(claim_history!())
+            .bind(&message.session_id)
+            .bind(message.seq)
+            .bind(i64::from(history))
+            .fetch_all(&self.read)
+            .await?;
         earlier.reverse();
-        Ok(ClaimedItem {
-            lease_id,
-            lease_expires_at: time_from_millis(leased_until),
-            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-            message: row.into_message(),
-            session: SessionContext {
-                id: session.id,
-                interface: session.interface_slug,
-                interface_title: config.title,
-                visitor_id: session.visitor_id,
-                visitor_name: session.identity_name,
-                visitor_user_id: session.identity_user_id,
-                visitor_email: session.identity_email,
-                page_url: session.page_url,
-                page_title: session.page_title,
-                referrer: session.referrer,
-                locale: session.locale,
-                context: context.and_then(|c| serde_json::from_str(&c).ok()),
-                system_prompt: config.system_prompt,
-                agent_context: config.agent_context,
-            },
-            history: earlier.into_iter().map(MessageRow::into_message).collect(),
-        })
+        Ok(ClaimParts {
+            message,
+            context,
+            session,
+            config,
+            history: earlier,
+        }
+        .into_item(leased))
     }
 
     /// The earliest future moment at which an item becomes claimable (a retry back-off ends or

@@ -10,11 +10,11 @@ use airlock_shared::{AttachmentRef, Message};
 use rusqlite::{Connection, OptionalExtension, named_params, params};
 
 use super::relay::{
-    Candidate, DeadLettered, FAILED_REPLY_TEXT, LeaseState, LeaseWrite, Leased, OutboxRow,
-    claim_candidates, rendered, require_leased, select_lease,
+    Candidate, ClaimParts, DeadLettered, FAILED_REPLY_TEXT, LeaseState, LeaseWrite, Leased,
+    OutboxRow, claim_candidates, claim_history, rendered, require_leased, select_lease,
 };
-use super::sessions::SendOutcome;
-use super::{MessageRow, Result, StoreError, message_columns};
+use super::sessions::{SendOutcome, select_sessions};
+use super::{MessageRow, Result, SessionRow, StoreError, message_columns};
 use crate::tokens::new_id;
 
 /// Who claims: the parts of a [`super::ConnectorRow`] a claim needs, owned for the writer thread.
@@ -159,6 +159,47 @@ pub(super) fn claim_leases(
     Ok((leased, touched, dead))
 }
 
+/// What the connector gets with the leased message `message_id` (see `Store::claim`), read in
+/// the claim's own operation.
+pub(super) fn claim_parts(conn: &Connection, message_id: &str, history: u32) -> Result<ClaimParts> {
+    let (message, context) = conn
+        .prepare_cached(concat!(
+            "SELECT ",
+            message_columns!(),
+            ", m.context FROM messages m WHERE m.id = ?1"
+        ))?
+        .query_row(params![message_id], |row| {
+            Ok((message_row(row)?, row.get::<_, Option<String>>(14)?))
+        })?;
+    let session = conn
+        .prepare_cached(concat!(select_sessions!(), " WHERE s.id = ?1"))?
+        .query_row(params![message.session_id], session_row)
+        .optional()?
+        .ok_or(StoreError::NotFound("session"))?;
+    let config: String = conn
+        .prepare_cached("SELECT config FROM interfaces WHERE id = ?1")?
+        .query_row(params![session.interface_id], |row| row.get(0))?;
+    let mut history: Vec<MessageRow> = conn
+        .prepare_cached(claim_history!())?
+        .query_map(
+            named_params! {
+                "$1": message.session_id,
+                "$2": message.seq,
+                "$3": i64::from(history),
+            },
+            message_row,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    history.reverse();
+    Ok(ClaimParts {
+        message,
+        context,
+        session,
+        config,
+        history,
+    })
+}
+
 /// A delta of the streaming reply (see `Store::stream_delta`).
 pub(super) fn stream_delta(
     conn: &Connection,
@@ -273,6 +314,29 @@ fn message_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
         attachments: row.get(11)?,
         created_at: row.get(12)?,
         updated_at: row.get(13)?,
+    })
+}
+
+/// One row of [`select_sessions`], in its column order.
+fn session_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: row.get(0)?,
+        interface_id: row.get(1)?,
+        interface_slug: row.get(2)?,
+        visitor_id: row.get(3)?,
+        page_url: row.get(4)?,
+        page_title: row.get(5)?,
+        referrer: row.get(6)?,
+        locale: row.get(7)?,
+        status: row.get(8)?,
+        last_seq: row.get(9)?,
+        message_count: row.get(10)?,
+        created_at: row.get(11)?,
+        last_activity_at: row.get(12)?,
+        identity_user_id: row.get(13)?,
+        identity_name: row.get(14)?,
+        identity_email: row.get(15)?,
+        last_message: None,
     })
 }
 
