@@ -30,9 +30,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-/// How long a connection may take to send a request head (and how long a kept-alive connection
-/// may sit idle between requests).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection may take to send a request head, and so how long a kept-alive
+/// connection may sit idle between requests. Longer than the idle timeouts of the proxies put in
+/// front of a bridge (Caddy keeps idle upstream connections for 2 minutes, nginx for 1), so the
+/// proxy always closes an idle connection first and never sends a request into one the bridge is
+/// closing.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// How long to wait after an accept error that is not about one connection (such as running
 /// out of file descriptors) before accepting again.
@@ -41,6 +44,16 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Serves `app` on `listener` until `shutdown` is cancelled, then waits for the open
 /// connections to finish their requests in flight and close.
 pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
+    serve_with(listener, app, shutdown, HEADER_READ_TIMEOUT).await;
+}
+
+/// [`serve`] with another [`HEADER_READ_TIMEOUT`].
+async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    header_timeout: Duration,
+) {
     // Every connection task holds a receiver; `closed()` resolves when the last one is gone.
     let (all_closed, connection_open) = watch::channel(());
     loop {
@@ -54,6 +67,7 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
                     stream,
                     peer,
                     app.clone(),
+                    header_timeout,
                     shutdown.clone(),
                     connection_open.clone(),
                 ));
@@ -79,6 +93,7 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     app: Router,
+    header_timeout: Duration,
     shutdown: CancellationToken,
     _open: watch::Receiver<()>,
 ) {
@@ -95,7 +110,7 @@ async fn serve_connection(
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let result = tokio::select! {
@@ -152,7 +167,51 @@ fn is_connection_error(err: &io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
+
+    /// A client that never finishes its request head is cut off after the header timeout, while
+    /// other connections to the same server are answered meanwhile.
+    #[tokio::test]
+    async fn a_connection_that_never_finishes_its_request_head_is_closed() {
+        let timeout = Duration::from_secs(1);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = Router::new().route("/", get(|| async { "ok" }));
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve_with(listener, app, shutdown.clone(), timeout));
+
+        let mut stalled = TcpStream::connect(address).await.unwrap();
+        stalled
+            .write_all(b"GET / HTTP/1.1\r\nHost: bridge\r\n")
+            .await
+            .unwrap();
+        let opened = Instant::now();
+
+        let mut answered = TcpStream::connect(address).await.unwrap();
+        answered
+            .write_all(b"GET / HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        answered.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        // Closed or reset, with or without an error answer first: either way it is gone.
+        let mut rest = Vec::new();
+        tokio::time::timeout(timeout * 10, stalled.read_to_end(&mut rest))
+            .await
+            .expect("the stalled connection was never closed")
+            .ok();
+        assert!(opened.elapsed() >= timeout - Duration::from_millis(100));
+
+        shutdown.cancel();
+        server.await.unwrap();
+    }
 
     /// A request whose target and header values point into `buffer`, as hyper's do.
     fn parsed_in_place(buffer: &Bytes) -> hyper::Request<()> {
