@@ -687,17 +687,29 @@ async fn pending_attachments(
         .bind(session_id)
         .fetch_optional(&mut **tx)
         .await?;
-        match row {
-            Some((filename, content_type, size)) if !refs.iter().any(|r| &r.id == id) => {
-                refs.push(AttachmentRef {
-                    id: id.clone(),
-                    filename,
-                    content_type,
-                    size: u64::try_from(size).unwrap_or(0),
-                });
-            }
-            _ => return Err(StoreError::InvalidAttachment(id.clone())),
-        }
+        add_pending_attachment(&mut refs, id, row)?;
     }
     Ok(refs)
+}
+
+/// Adds the attachment `id` to `refs`, given its row (`filename`, `content_type`, `size`) among
+/// the session's pending uploads: an id that has no such row, or is named twice, is refused.
+/// Shared by both backends' `pending_attachments`.
+pub(super) fn add_pending_attachment(
+    refs: &mut Vec<AttachmentRef>,
+    id: &str,
+    row: Option<(String, String, i64)>,
+) -> Result<()> {
+    match row {
+        Some((filename, content_type, size)) if !refs.iter().any(|r| r.id == id) => {
+            refs.push(AttachmentRef {
+                id: id.to_owned(),
+                filename,
+                content_type,
+                size: u64::try_from(size).unwrap_or(0),
+            });
+            Ok(())
+        }
+        _ => Err(StoreError::InvalidAttachment(id.to_owned())),
+    }
 }

@@ -13,7 +13,7 @@ use super::relay::{
     Candidate, ClaimParts, DeadLettered, FAILED_REPLY_TEXT, LeaseState, LeaseWrite, Leased,
     OutboxRow, claim_candidates, claim_history, rendered, require_leased, select_lease,
 };
-use super::sessions::{SendOutcome, select_sessions};
+use super::sessions::{SendOutcome, add_pending_attachment, select_sessions};
 use super::{MessageRow, Result, SessionRow, StoreError, message_columns};
 use crate::tokens::new_id;
 
@@ -381,17 +381,7 @@ fn pending_attachments(
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?))
             })
             .optional()?;
-        match row {
-            Some((filename, content_type, size)) if !refs.iter().any(|r| &r.id == id) => {
-                refs.push(AttachmentRef {
-                    id: id.clone(),
-                    filename,
-                    content_type,
-                    size: u64::try_from(size).unwrap_or(0),
-                });
-            }
-            _ => return Err(StoreError::InvalidAttachment(id.clone())),
-        }
+        add_pending_attachment(&mut refs, id, row)?;
     }
     Ok(refs)
 }
