@@ -1,10 +1,8 @@
 //! The running bridge: shared state, start-up (database, first-run seeding, listener) and
 //! graceful shutdown.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use airlock_shared::admin::AdminEvent;
 use anyhow::Context;
@@ -20,6 +18,7 @@ use crate::config::Config;
 use crate::limits::Limits;
 use crate::manage;
 use crate::relay::Relay;
+use crate::store::cache::{self, TtlCache};
 use crate::store::{Store, StoreError, redact_url};
 use crate::tokens::hash_secret;
 
@@ -48,43 +47,33 @@ pub struct AppState {
     /// The PHP web chat bridge's API: its interface and lease length.
     pub compat: CompatSettings,
     /// Interfaces whose agent was just found online (see [`AppState::agent_online`]).
-    online_seen: Mutex<HashMap<String, (Instant, i64)>>,
+    /// The bridge clock's time at each sighting.
+    online_seen: TtlCache<i64>,
 }
-
-/// How long "an agent is online" is believed without asking the database again. Every long-poll
-/// answer and event stream carries the status, so it is asked for all the time; a second more
-/// on top of the 75 s window changes nothing a visitor could notice.
-const ONLINE_BELIEVED: Duration = Duration::from_secs(1);
 
 impl AppState {
     /// Whether a connector that may serve the interface was seen recently.
     ///
-    /// A "yes" is kept for a second (on the bridge's clock too, which tests move); a "no" is never
-    /// kept, so an agent that comes online is seen at once.
+    /// Every long-poll answer and event stream carries the status, so it is asked for all the
+    /// time. A "yes" is kept for a second ([`cache::TTL`], on the bridge's clock too, which tests
+    /// move); a second more on top of the 75 s window changes nothing a visitor could notice. A
+    /// "no" is never kept, so an agent that comes online is seen at once.
     pub async fn agent_online(&self, interface_id: &str) -> Result<bool, StoreError> {
         let now = self.relay.now();
-        let believed = |(seen, at): &(Instant, i64)| {
-            seen.elapsed() < ONLINE_BELIEVED
-                && (0..ONLINE_BELIEVED.as_millis() as i64).contains(&(now - at))
-        };
-        if self.online_seen().get(interface_id).is_some_and(believed) {
+        let believed = |at: i64| (0..cache::TTL.as_millis() as i64).contains(&(now - at));
+        if self.online_seen.get(interface_id).is_some_and(believed) {
             return Ok(true);
         }
         let online = self
             .store
             .agent_online(interface_id, now - AGENT_ONLINE_WINDOW_MS)
             .await?;
-        let mut seen = self.online_seen();
         if online {
-            seen.insert(interface_id.to_owned(), (Instant::now(), now));
+            self.online_seen.put(interface_id, &now);
         } else {
-            seen.remove(interface_id);
+            self.online_seen.remove(interface_id);
         }
         Ok(online)
-    }
-
-    fn online_seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, i64)>> {
-        self.online_seen.lock().expect("online cache poisoned")
     }
 
     /// Tells the admins' live tails on this replica.
@@ -151,7 +140,7 @@ impl Bridge {
             limits: Limits::new(config),
             trusted_proxies: config.trusted_proxies.clone(),
             compat: CompatSettings::from_config(config),
-            online_seen: Mutex::default(),
+            online_seen: TtlCache::default(),
         });
         let local_addr = listener.local_addr()?;
         let app = crate::http::router(state.clone());

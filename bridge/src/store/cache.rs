@@ -1,20 +1,21 @@
-//! Per-replica caches of rows read on nearly every request, each entry believed for
-//! [`TTL`]. A change made through this replica clears what it touches at once; one made through
-//! another replica or the CLI is seen here within that second.
+//! Per-replica caches of what is read on nearly every request (live connector keys, interfaces,
+//! whether an interface's agent is online), each entry believed for [`TTL`]. A change made
+//! through this replica clears what it touches at once; one made through another replica or the
+//! CLI is seen here within that second.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long a cached row is believed.
-pub(super) const TTL: Duration = Duration::from_secs(1);
+/// How long a cached entry is believed.
+pub(crate) const TTL: Duration = Duration::from_secs(1);
 
-/// Entries at most; past it a cache starts over (the rows cached are few: keys, interfaces).
+/// Entries at most; past it a cache starts over (what is cached is few: keys, interfaces).
 const MAX: usize = 1024;
 
 /// Rows by key, each believed for [`TTL`]. Cheap to clone; clones share the entries.
 #[derive(Debug)]
-pub(super) struct TtlCache<V>(Arc<Mutex<HashMap<String, (Instant, V)>>>);
+pub(crate) struct TtlCache<V>(Arc<Mutex<HashMap<String, (Instant, V)>>>);
 
 impl<V> Default for TtlCache<V> {
     fn default() -> Self {
@@ -48,6 +49,10 @@ impl<V: Clone> TtlCache<V> {
     pub fn retain(&self, mut keep: impl FnMut(&V) -> bool) {
         let mut entries = self.0.lock().expect("cache poisoned");
         entries.retain(|_, (_, value)| keep(value));
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.0.lock().expect("cache poisoned").remove(key);
     }
 
     pub fn clear(&self) {

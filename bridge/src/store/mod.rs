@@ -14,7 +14,7 @@
 
 mod attachments;
 mod audit;
-mod cache;
+pub(crate) mod cache;
 mod compat;
 mod connectors;
 mod interfaces;
