@@ -54,6 +54,13 @@ struct Cli {
     /// How many idle visitors the capacity runs hold (default: 10,000, or 200 with --quick).
     #[arg(long)]
     held: Option<usize>,
+    /// Concurrent visitors at each throughput point, comma-separated (default: 1,4,16,64,256, or
+    /// 1,8 with --quick).
+    #[arg(long, value_delimiter = ',')]
+    loads: Option<Vec<u32>>,
+    /// Seconds each throughput point is counted over (default: 10, or 1 with --quick).
+    #[arg(long)]
+    window: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -161,6 +168,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let bins = Bins::locate(cli.bin_dir.as_deref())?;
     let mut plan = Plan::new(cli.quick);
     plan.held = cli.held.unwrap_or(plan.held);
+    plan.loads = cli.loads.unwrap_or(plan.loads);
+    plan.window = cli.window.map_or(plan.window, Duration::from_secs);
     std::fs::create_dir_all(&cli.out)
         .with_context(|| format!("cannot create {}", cli.out.display()))?;
 

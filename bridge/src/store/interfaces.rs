@@ -408,6 +408,10 @@ impl Store {
         &self,
         session_id: &str,
     ) -> Result<Option<Vec<String>>> {
+        if let Some(readers) = &self.readers {
+            let config = readers.interface_config_by_session(session_id)?;
+            return Ok(config.map(|json| origins_of(&json)));
+        }
         let config: Option<String> = sqlx::query_scalar(
             "SELECT i.config FROM sessions s JOIN interfaces i ON i.id = s.interface_id \
              WHERE s.id = $1",

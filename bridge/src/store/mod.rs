@@ -5,7 +5,8 @@
 //! common dialect (`$N` parameters, epoch-millisecond integers for time, text for ids and JSON),
 //! and the few places where the engines differ (`FOR UPDATE SKIP LOCKED`, `BEGIN IMMEDIATE`) branch
 //! on [`Backend`]. On SQLite the relay's hot writes run instead on a writer thread of their own
-//! (`writer`, `sqlite_relay`), with the same steps. The conformance suite in
+//! (`writer`, `sqlite_relay`), with the same steps, and its hot reads on `rusqlite` connections on
+//! the calling thread (`readers`). The conformance suite in
 //! `tests/store_conformance.rs` runs unchanged on both.
 //!
 //! Every method that depends on time takes `now` (epoch milliseconds) from the caller, so tests move
@@ -19,6 +20,7 @@ mod compat;
 mod connectors;
 mod interfaces;
 mod notify;
+mod readers;
 mod relay;
 mod retention;
 mod sessions;
@@ -126,8 +128,8 @@ impl Default for StoreOptions {
 ///
 /// On SQLite the relay's hot writes go through the writer thread (`writer`), the other writes
 /// through a single sqlx connection (SQLite has one writer anyway; queueing is cheaper and fairer
-/// than lock retries), and reads through a small separate pool, which WAL mode lets run beside
-/// the writers.
+/// than lock retries), the relay's hot reads through `readers`, and the other reads through a
+/// small separate pool; WAL mode lets the readers run beside the writers.
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
@@ -136,6 +138,8 @@ pub struct Store {
     /// SQLite's writer thread, which runs the relay's hot writes (see `writer`); `None` on
     /// PostgreSQL and for an in-memory SQLite database.
     writer: Option<writer::Writer>,
+    /// SQLite's hot reads on the calling thread (see `readers`); `None` where `writer` is.
+    readers: Option<std::sync::Arc<readers::Readers>>,
     /// Live connector keys recently looked up (see [`Store::connector_by_key_hash`]).
     connector_keys: cache::TtlCache<ConnectorRow>,
     /// Interfaces recently looked up by id (see [`Store::interface_by_id`]).
@@ -199,17 +203,25 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
-        let writer = match backend {
-            Backend::Sqlite => sqlite_file(url)?
-                .map(|file| writer::Writer::open(&file, options.sqlite_sync))
-                .transpose()?,
+        let file = match backend {
+            Backend::Sqlite => sqlite_file(url)?,
             Backend::Postgres => None,
         };
+        let writer = file
+            .as_deref()
+            .map(|file| writer::Writer::open(file, options.sqlite_sync))
+            .transpose()?;
+        let readers = file
+            .as_deref()
+            .map(readers::Readers::open)
+            .transpose()?
+            .map(std::sync::Arc::new);
         Ok(Store {
             backend,
             read,
             write,
             writer,
+            readers,
             connector_keys: cache::TtlCache::default(),
             interfaces_by_id: cache::TtlCache::default(),
             max_attempts: options.max_attempts.max(1),
@@ -271,6 +283,9 @@ impl Store {
     pub async fn close(&self) {
         if let Some(writer) = &self.writer {
             writer.close().await;
+        }
+        if let Some(readers) = &self.readers {
+            readers.close();
         }
         self.write.close().await;
         self.read.close().await;

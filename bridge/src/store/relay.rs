@@ -192,6 +192,11 @@ macro_rules! select_lease {
 }
 pub(super) use select_lease;
 
+/// See [`Store::next_due`].
+pub(super) const NEXT_DUE: &str = "SELECT MIN(CASE WHEN state = 'queued' THEN not_before ELSE leased_until END) \
+     FROM inbox WHERE state IN ('queued', 'leased') \
+     AND (CASE WHEN state = 'queued' THEN not_before ELSE leased_until END) > $1";
+
 impl Store {
     /// Leases up to `max` items to `connector` for `lease_ms`, oldest first, at most one per
     /// session. Items whose lease ran out with no attempts left are dead-lettered instead.
@@ -369,14 +374,13 @@ impl Store {
     /// The earliest future moment at which an item becomes claimable (a retry back-off ends or
     /// a lease runs out), so a waiting claim can wake then instead of polling.
     pub async fn next_due(&self, now: i64) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(CASE WHEN state = 'queued' THEN not_before ELSE leased_until END) \
-             FROM inbox WHERE state IN ('queued', 'leased') \
-             AND (CASE WHEN state = 'queued' THEN not_before ELSE leased_until END) > $1",
-        )
-        .bind(now)
-        .fetch_one(&self.read)
-        .await?)
+        if let Some(readers) = &self.readers {
+            return readers.next_due(now);
+        }
+        Ok(sqlx::query_scalar(NEXT_DUE)
+            .bind(now)
+            .fetch_one(&self.read)
+            .await?)
     }
 
     /// Locks and checks a lease for a write by `connector`. `Ok(None)` means the item is done and

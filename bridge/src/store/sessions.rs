@@ -319,6 +319,9 @@ impl Store {
 
     /// The session a session token (hash) belongs to.
     pub async fn session_for_token(&self, token_hash: &str) -> Result<Option<SessionRow>> {
+        if let Some(readers) = &self.readers {
+            return readers.session_for_token(token_hash);
+        }
         Ok(sqlx::query_as(concat!(
             select_sessions!(),
             " JOIN session_tokens t ON t.session_id = s.id WHERE t.token_hash = $1"
@@ -599,6 +602,9 @@ impl Store {
         session_id: &str,
         client_id: &str,
     ) -> Result<Option<Message>> {
+        if let Some(readers) = &self.readers {
+            return readers.message_by_client_id(session_id, client_id);
+        }
         let row: Option<MessageRow> = sqlx::query_as(concat!(
             "SELECT ",
             message_columns!(),
@@ -618,6 +624,9 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Message>> {
+        if let Some(readers) = &self.readers {
+            return readers.messages_after(session_id, after, limit);
+        }
         let rows: Vec<MessageRow> = sqlx::query_as(concat!(
             "SELECT ",
             message_columns!(),

@@ -298,7 +298,7 @@ pub(super) fn reply(
 }
 
 /// One row of `messages` in [`message_columns`] order.
-fn message_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+pub(super) fn message_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
         id: row.get(0)?,
         session_id: row.get(1)?,
@@ -318,7 +318,7 @@ fn message_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
 }
 
 /// One row of [`select_sessions`], in its column order.
-fn session_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+pub(super) fn session_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
         id: row.get(0)?,
         interface_id: row.get(1)?,
