@@ -342,7 +342,7 @@ fn rows(floors: &Floors, results: &[BackendResults], binary: u64) -> Vec<Row> {
             Row::new("delta, stream call → visible, p99", b, r.delta.p99_ms, "ms")
                 .floor(HTTP99, http.p99_ms),
             Row::new("throughput, peak", b, peak, "msg/s")
-                .floor("bare SQLite commits per second", commits_per_sec)
+                .floor_in("bare SQLite commits per second", commits_per_sec, "/s")
                 .at_least(5000.0),
         ]);
         for held in &r.capacity {
