@@ -190,6 +190,10 @@ macro_rules! select_interfaces {
     };
 }
 
+/// See [`Store::allowed_origins_by_session`]; shared with SQLite's `readers`.
+pub(super) const INTERFACE_CONFIG_BY_SESSION: &str = "SELECT i.config FROM sessions s \
+     JOIN interfaces i ON i.id = s.interface_id WHERE s.id = $1";
+
 impl Store {
     /// Creates an interface; a taken slug is [`StoreError::SlugTaken`], an unknown connector id
     /// [`StoreError::NotFound`].
@@ -412,13 +416,10 @@ impl Store {
             let config = readers.interface_config_by_session(session_id)?;
             return Ok(config.map(|json| origins_of(&json)));
         }
-        let config: Option<String> = sqlx::query_scalar(
-            "SELECT i.config FROM sessions s JOIN interfaces i ON i.id = s.interface_id \
-             WHERE s.id = $1",
-        )
-        .bind(session_id)
-        .fetch_optional(&self.read)
-        .await?;
+        let config: Option<String> = sqlx::query_scalar(INTERFACE_CONFIG_BY_SESSION)
+            .bind(session_id)
+            .fetch_optional(&self.read)
+            .await?;
         Ok(config.map(|json| origins_of(&json)))
     }
 

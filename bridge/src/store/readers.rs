@@ -7,19 +7,21 @@
 //! reads for every message (docs/performance.md). Each read here is one indexed look-up that
 //! takes microseconds on a warm page cache, so it runs where it is asked, like the in-memory work
 //! around it. WAL mode lets these connections read beside the writer without waiting for it.
-//! The other reads (admin lists, transcripts, stats) are larger and stay on sqlx's pool.
+//! The other reads (admin lists, transcripts, stats) are larger and stay on sqlx's pool. The SQL
+//! is sqlx's own (`$N` parameters, bound here by name).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use airlock_shared::Message;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, named_params, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, named_params};
 
+use super::interfaces::INTERFACE_CONFIG_BY_SESSION;
 use super::relay::NEXT_DUE;
-use super::sessions::select_sessions;
+use super::sessions::{MESSAGE_BY_CLIENT_ID, MESSAGES_AFTER, SESSION_FOR_TOKEN};
 use super::sqlite_relay::{message_row, session_row};
-use super::{Result, SessionRow, message_columns};
+use super::{Result, SessionRow};
 
 /// Connections kept open between reads; more are opened when more reads run at once, and closed
 /// after.
@@ -31,23 +33,6 @@ const STATEMENT_CACHE: usize = 16;
 /// How long a read waits on a lock. In WAL mode a reader waits only in rare moments (another
 /// process recovering the log), so this is a bound on something that should not happen.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(500);
-
-const SESSION_FOR_TOKEN: &str = concat!(
-    select_sessions!(),
-    " JOIN session_tokens t ON t.session_id = s.id WHERE t.token_hash = ?1"
-);
-const MESSAGE_BY_CLIENT_ID: &str = concat!(
-    "SELECT ",
-    message_columns!(),
-    " FROM messages m WHERE m.session_id = ?1 AND m.client_id = ?2"
-);
-const MESSAGES_AFTER: &str = concat!(
-    "SELECT ",
-    message_columns!(),
-    " FROM messages m WHERE m.session_id = ?1 AND m.rev > ?2 ORDER BY m.rev LIMIT ?3"
-);
-const INTERFACE_CONFIG_BY_SESSION: &str = "SELECT i.config FROM sessions s \
-     JOIN interfaces i ON i.id = s.interface_id WHERE s.id = ?1";
 
 /// A small pool of read-only connections to one SQLite file.
 pub(crate) struct Readers {
@@ -111,7 +96,7 @@ impl Readers {
         self.read(|conn| {
             Ok(conn
                 .prepare_cached(SESSION_FOR_TOKEN)?
-                .query_row(params![token_hash], session_row)
+                .query_row(named_params! {"$1": token_hash}, session_row)
                 .optional()?)
         })
     }
@@ -125,7 +110,10 @@ impl Readers {
         self.read(|conn| {
             Ok(conn
                 .prepare_cached(MESSAGE_BY_CLIENT_ID)?
-                .query_row(params![session_id, client_id], message_row)
+                .query_row(
+                    named_params! {"$1": session_id, "$2": client_id},
+                    message_row,
+                )
                 .optional()?
                 .map(|row| row.into_message()))
         })
@@ -136,7 +124,7 @@ impl Readers {
         self.read(|conn| {
             let mut statement = conn.prepare_cached(MESSAGES_AFTER)?;
             let rows = statement.query_map(
-                params![session_id, after, i64::from(limit.max(1))],
+                named_params! {"$1": session_id, "$2": after, "$3": i64::from(limit.max(1))},
                 message_row,
             )?;
             let mut messages = Vec::new();
@@ -153,7 +141,7 @@ impl Readers {
         self.read(|conn| {
             Ok(conn
                 .prepare_cached(INTERFACE_CONFIG_BY_SESSION)?
-                .query_row(params![session_id], |row| row.get(0))
+                .query_row(named_params! {"$1": session_id}, |row| row.get(0))
                 .optional()?)
         })
     }

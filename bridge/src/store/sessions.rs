@@ -105,6 +105,22 @@ macro_rules! select_sessions {
 }
 pub(super) use select_sessions;
 
+/// The hot reads, shared by sqlx and SQLite's `readers` (which bind `$N` by name).
+pub(super) const SESSION_FOR_TOKEN: &str = concat!(
+    select_sessions!(),
+    " JOIN session_tokens t ON t.session_id = s.id WHERE t.token_hash = $1"
+);
+pub(super) const MESSAGE_BY_CLIENT_ID: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages m WHERE m.session_id = $1 AND m.client_id = $2"
+);
+pub(super) const MESSAGES_AFTER: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages m WHERE m.session_id = $1 AND m.rev > $2 ORDER BY m.rev LIMIT $3"
+);
+
 /// [`select_sessions`] plus the latest message's text, for admin views only: visitor requests
 /// (which look a session up on every call) skip the extra subquery.
 macro_rules! select_sessions_with_last_message {
@@ -322,13 +338,10 @@ impl Store {
         if let Some(readers) = &self.readers {
             return readers.session_for_token(token_hash);
         }
-        Ok(sqlx::query_as(concat!(
-            select_sessions!(),
-            " JOIN session_tokens t ON t.session_id = s.id WHERE t.token_hash = $1"
-        ))
-        .bind(token_hash)
-        .fetch_optional(&self.read)
-        .await?)
+        Ok(sqlx::query_as(SESSION_FOR_TOKEN)
+            .bind(token_hash)
+            .fetch_optional(&self.read)
+            .await?)
     }
 
     /// One session by id.
@@ -605,15 +618,11 @@ impl Store {
         if let Some(readers) = &self.readers {
             return readers.message_by_client_id(session_id, client_id);
         }
-        let row: Option<MessageRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages m WHERE m.session_id = $1 AND m.client_id = $2"
-        ))
-        .bind(session_id)
-        .bind(client_id)
-        .fetch_optional(&self.read)
-        .await?;
+        let row: Option<MessageRow> = sqlx::query_as(MESSAGE_BY_CLIENT_ID)
+            .bind(session_id)
+            .bind(client_id)
+            .fetch_optional(&self.read)
+            .await?;
         Ok(row.map(MessageRow::into_message))
     }
 
@@ -627,16 +636,12 @@ impl Store {
         if let Some(readers) = &self.readers {
             return readers.messages_after(session_id, after, limit);
         }
-        let rows: Vec<MessageRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages m WHERE m.session_id = $1 AND m.rev > $2 ORDER BY m.rev LIMIT $3"
-        ))
-        .bind(session_id)
-        .bind(after)
-        .bind(i64::from(limit.max(1)))
-        .fetch_all(&self.read)
-        .await?;
+        let rows: Vec<MessageRow> = sqlx::query_as(MESSAGES_AFTER)
+            .bind(session_id)
+            .bind(after)
+            .bind(i64::from(limit.max(1)))
+            .fetch_all(&self.read)
+            .await?;
         Ok(rows.into_iter().map(MessageRow::into_message).collect())
     }
 

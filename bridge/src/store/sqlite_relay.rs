@@ -13,7 +13,7 @@ use super::relay::{
     Candidate, ClaimParts, DeadLettered, FAILED_REPLY_TEXT, LeaseState, LeaseWrite, Leased,
     OutboxRow, claim_candidates, claim_history, rendered, require_leased, select_lease,
 };
-use super::sessions::{SendOutcome, add_pending_attachment, select_sessions};
+use super::sessions::{MESSAGE_BY_CLIENT_ID, SendOutcome, add_pending_attachment, select_sessions};
 use super::{MessageRow, Result, SessionRow, StoreError, message_columns};
 use crate::tokens::new_id;
 
@@ -34,12 +34,11 @@ pub(super) fn send_user_message(
     now: i64,
 ) -> Result<SendOutcome> {
     let existing = conn
-        .prepare_cached(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages m WHERE m.session_id = ?1 AND m.client_id = ?2"
-        ))?
-        .query_row(params![session_id, client_id], message_row)
+        .prepare_cached(MESSAGE_BY_CLIENT_ID)?
+        .query_row(
+            named_params! {"$1": session_id, "$2": client_id},
+            message_row,
+        )
         .optional()?;
     if let Some(existing) = existing {
         return if existing.text == text {
