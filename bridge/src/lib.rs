@@ -14,6 +14,7 @@ pub mod identity;
 pub mod import_php;
 pub mod limits;
 pub mod manage;
+pub mod memory;
 pub mod preview;
 pub mod relay;
 pub mod render;

@@ -5,6 +5,11 @@ use airlock_bridge::{Bridge, Config};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// Large blocks mapped on their own: a waiting visitor's connection buffers cost only the pages
+/// written to (see `memory`).
+#[global_allocator]
+static ALLOCATOR: airlock_bridge::memory::Allocator = airlock_bridge::memory::Allocator;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let _ = dotenvy::dotenv();

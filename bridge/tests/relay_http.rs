@@ -826,6 +826,38 @@ async fn the_event_stream_shows_each_change_at_once_and_resumes_after_the_last_e
     bridge.shutdown().await;
 }
 
+/// A quiet stream is not silent: after each quiet wait (15 s) it sends a comment, so that the
+/// proxies in front of a bridge do not close it as idle.
+#[tokio::test]
+async fn a_quiet_event_stream_sends_a_keep_alive_comment_after_each_wait() {
+    let bridge = TestBridge::start().await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    let mut response = open_events(&visitor, None).await;
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(
+        String::from_utf8_lossy(&first).starts_with("event: status\n"),
+        "{first:?}"
+    );
+    let opened = Instant::now();
+    let next = tokio::time::timeout(Duration::from_secs(25), response.chunk())
+        .await
+        .expect("something within 25 s")
+        .unwrap()
+        .unwrap();
+    let waited = opened.elapsed();
+    assert!(
+        next.starts_with(b":")
+            && next.ends_with(b"\n\n")
+            && next.iter().filter(|&&b| b == b'\n').count() == 2,
+        "a comment alone: {next:?}"
+    );
+    assert!(
+        waited >= Duration::from_secs(14),
+        "not before the wait ends: {waited:?}"
+    );
+    bridge.shutdown().await;
+}
+
 #[tokio::test]
 async fn shutdown_ends_open_event_streams() {
     let bridge = TestBridge::start().await;

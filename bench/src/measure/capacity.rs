@@ -77,6 +77,7 @@ pub async fn hold(
         }));
     }
     // Let every request reach the bridge and settle into waiting.
+    all_read(&bridge.url, count).await;
     settle(|| bridge.rss_kib()).await;
     let rss_held_kib = bridge.rss_kib();
 
@@ -122,6 +123,60 @@ pub async fn hold(
         rss_held_kib,
         wake: Latency::of_ms(&wakes),
     })
+}
+
+/// Waits (at most 60 s) until the server at `url` has accepted `count` connections and read
+/// every byte sent on them: every held request has reached it, as the kernel sees it
+/// (`/proc/net/tcp`: established connections to the server's port, and their unread bytes).
+/// Without this, a pause in the requests' arrival could pass for the server having them all.
+pub async fn all_read(url: &str, count: usize) {
+    let Some(port) = url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match server_sockets(port) {
+            Some((established, unread)) if established >= count && unread == 0 => return,
+            None => return,
+            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    eprintln!("warning: not every held request had reached the server after 60 s");
+}
+
+/// The established connections whose local end is `port` (loopback IPv4), and how many of them
+/// still hold bytes the server has not read; `None` where `/proc/net/tcp` cannot be read.
+fn server_sockets(port: u16) -> Option<(usize, usize)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let mut established = 0;
+    let mut unread = 0;
+    // Each line: `sl local_address rem_address st tx_queue:rx_queue …`, addresses as
+    // `HEXIP:HEXPORT`.
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(state), Some(queues)) =
+            (fields.get(1), fields.get(3), fields.get(4))
+        else {
+            continue;
+        };
+        let local_port = local
+            .rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok());
+        if local_port != Some(port) || *state != "01" {
+            continue;
+        }
+        established += 1;
+        let rx = queues
+            .split(':')
+            .nth(1)
+            .and_then(|q| u64::from_str_radix(q, 16).ok())
+            .unwrap_or(0);
+        if rx > 0 {
+            unread += 1;
+        }
+    }
+    Some((established, unread))
 }
 
 /// Waits until a server's memory (`rss`) stops growing (at most 20 s): every held request has

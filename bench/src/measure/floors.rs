@@ -63,6 +63,7 @@ pub async fn server_rss(count: usize) -> anyhow::Result<(Option<u64>, Option<u64
     let held: Vec<_> = (0..count)
         .map(|_| tokio::spawn(http.get(format!("{base}/hold")).send()))
         .collect();
+    crate::measure::capacity::all_read(&base, count).await;
     crate::measure::capacity::settle(|| crate::procs::rss_kib(pid)).await;
     let rss = crate::procs::rss_kib(pid);
     for request in held {

@@ -23,6 +23,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -50,19 +51,25 @@ pub fn router(state: Arc<AppState>) -> Router {
     router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(CatchPanicLayer::custom(error::panicked))
-        // Every answer, errors included: never sniffed into another type, and no full URL
-        // (which may hold a preview token) sent to another site. Pages that need stricter
-        // values set their own.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("strict-origin-when-cross-origin"),
-        ))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // One `layer` call for the four: each call wraps every route in a boxed service of its
+        // own, and a request held open (a long-poll) keeps one allocation per wrapping for as
+        // long as it waits.
+        .layer(
+            ServiceBuilder::new()
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                // Every answer, errors included: never sniffed into another type, and no full
+                // URL (which may hold a preview token) sent to another site. Pages that need
+                // stricter values set their own.
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("strict-origin-when-cross-origin"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(CatchPanicLayer::custom(error::panicked)),
+        )
         .with_state(state)
 }
 
@@ -86,11 +93,15 @@ pub fn documented_router(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> 
     let mut visitor = OpenApiRouter::from(
         visitor
             .method_not_allowed_fallback(error::method_not_allowed)
-            .layer(DefaultBodyLimit::max(VISITOR_BODY_LIMIT))
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                cors::visitor_cors,
-            )),
+            // One `layer` call for both, as in `router`.
+            .layer(
+                ServiceBuilder::new()
+                    .layer(axum::middleware::from_fn_with_state(
+                        state.clone(),
+                        cors::visitor_cors,
+                    ))
+                    .layer(DefaultBodyLimit::max(VISITOR_BODY_LIMIT)),
+            ),
     );
     *visitor.get_openapi_mut() = visitor_spec;
     // Admin answers name sessions and visitors: no referrer leaves the admin page with them.

@@ -15,7 +15,7 @@ use axum::Json;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -411,6 +411,8 @@ async fn list_messages(
     let session = Box::pin(visitor_session(&state, &headers, &session_id))
         .await?
         .session;
+    // Nor the request's headers: the copy the extractor made is freed before the wait.
+    drop(headers);
     let wait = Duration::from_secs(query.wait.min(airlock_shared::MAX_VISITOR_WAIT_SECS));
     let messages = state.relay.messages(&session.id, query.after, wait).await?;
     let cursor = messages
@@ -427,10 +429,10 @@ async fn list_messages(
     }))
 }
 
-/// How long one wait of the event stream lasts before it looks at the agent's status again.
+/// How long one wait of the event stream lasts before it looks at the agent's status again, and
+/// sends a keep-alive comment if nothing else: the longest an open stream stays silent, short
+/// enough that proxies do not close it as idle.
 const EVENT_WAIT: Duration = Duration::from_secs(15);
-/// Interval of the keep-alive comments that stop proxies from closing an idle stream.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 #[derive(Deserialize)]
 struct EventsQuery {
@@ -499,7 +501,9 @@ async fn events(
     };
     let stream = futures_util::stream::unfold(start, next_events)
         .flat_map(|events| futures_util::stream::iter(events.into_iter().map(Ok::<_, Infallible>)));
-    let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE));
+    // The keep-alive comments come from `next_events` after each quiet wait, not from a timer
+    // of axum's beside it: one timer fewer held by each of thousands of waiting streams.
+    let sse = Sse::new(stream);
     Ok(([(HeaderName::from_static("x-accel-buffering"), "no")], sse).into_response())
 }
 
@@ -552,6 +556,9 @@ async fn next_events(mut at: EventCursor) -> Option<(Vec<Event>, EventCursor)> {
                     .json_data(&message)
                     .ok()?,
             );
+        }
+        if events.is_empty() && waited_quietly {
+            events.push(Event::default().comment(""));
         }
         if !events.is_empty() {
             return Some((events, at));
