@@ -10,20 +10,28 @@
 //! from the start. Mapped on their own, a waiting connection's response buffer stays untouched,
 //! and its read buffer holds one request of a few hundred bytes: about one page of the four.
 //!
-//! Large blocks are rare on the bridge's request paths (a transcript's JSON, a file upload), so
-//! the system calls this costs are rare too. Should the kernel refuse a mapping (too many
-//! mappings, say), the block comes from the system allocator instead, as before.
+//! The cost: each large block is a `mmap` and a `munmap`. That would be once per connection if
+//! hyper kept its read buffer, but it takes a new one for most requests, so under load this
+//! costs about a tenth of the bridge's throughput (measured in docs/performance.md, "Fifth
+//! round"). Should the kernel refuse a mapping (too many mappings, say), the block comes from
+//! the system allocator instead, as before.
 //!
 //! Only on Linux (which `mremap` is); elsewhere this is the system allocator.
 
+#[cfg(target_os = "linux")]
 use std::alloc::{GlobalAlloc, Layout, System};
 
 /// Blocks this large or larger are mapped on their own: two pages, the size of hyper's buffers.
 pub const LARGE: usize = 8 * 1024;
 
 /// The system allocator, with blocks of [`LARGE`] bytes or more mapped from the kernel.
+#[cfg(target_os = "linux")]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Allocator;
+
+/// Off Linux, the system allocator itself.
+#[cfg(not(target_os = "linux"))]
+pub use std::alloc::System as Allocator;
 
 #[cfg(target_os = "linux")]
 mod mapped {
@@ -65,7 +73,8 @@ mod mapped {
         size.next_multiple_of(page())
     }
 
-    fn is_mapped(ptr: *mut u8) -> bool {
+    /// Whether a large block is a mapping (else it is a [`fallback`] block).
+    pub fn is_mapped(ptr: *mut u8) -> bool {
         (ptr as usize).is_multiple_of(page())
     }
 
@@ -145,7 +154,7 @@ mod mapped {
         }
     }
 
-    /// SAFETY: `block` came from [`alloc`] (or [`realloc`]) with this `size`.
+    /// SAFETY: `block` came from [`alloc`] (or [`remap`]) with this `size`.
     pub unsafe fn dealloc(block: *mut u8, size: usize) {
         if is_mapped(block) {
             // SAFETY: the whole mapping, as mapped. It can only fail for a range that is not
@@ -174,10 +183,6 @@ mod mapped {
         } else {
             moved.cast()
         }
-    }
-
-    pub fn is_mapped_block(block: *mut u8) -> bool {
-        is_mapped(block)
     }
 }
 
@@ -225,7 +230,7 @@ unsafe impl GlobalAlloc for Allocator {
             if !was_large && !is_large {
                 return System.realloc(block, layout, new_size);
             }
-            if was_large && is_large && mapped::is_mapped_block(block) {
+            if was_large && is_large && mapped::is_mapped(block) {
                 let moved = mapped::remap(block, layout.size(), new_size);
                 if !moved.is_null() {
                     return moved;
@@ -243,35 +248,14 @@ unsafe impl GlobalAlloc for Allocator {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-// SAFETY: the system allocator, unchanged.
-unsafe impl GlobalAlloc for Allocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(block, layout) }
-    }
-
-    unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        unsafe { System.realloc(block, layout, new_size) }
-    }
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
-    /// The bridge's resident memory, in bytes.
+    /// This process's resident memory, in bytes.
     fn rss() -> usize {
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-        let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-        pages * 4096
+        let kib = crate::testing::rss_kib(std::process::id()).expect("VmRSS");
+        usize::try_from(kib).unwrap() * 1024
     }
 
     fn layout(size: usize) -> Layout {

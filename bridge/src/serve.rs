@@ -161,11 +161,11 @@ fn detach_head<B>(request: hyper::Request<B>) -> hyper::Request<B> {
 /// A request body whose chunks are copied out of hyper's read buffer as they arrive.
 type DetachedBody = MapFrame<Incoming, fn(Frame<Bytes>) -> Frame<Bytes>>;
 
-/// `body` with each chunk copied out of hyper's read buffer, for the reason the head is
-/// ([`detach_head`]): hyper hands out a body's chunks as slices of its read buffer, and while
-/// one is alive its next read cannot reuse that buffer and takes a new one — a new 8 KiB
-/// buffer for nearly every request with a body. A body is at most a few tens of KiB here
-/// (the API's limits), so the copy costs less than the allocation it saves.
+/// `body` with each chunk copied out of hyper's read buffer, as the head is ([`detach_head`]):
+/// hyper hands out a body's chunks as slices of its read buffer, and while one is alive the
+/// buffer is shared and hyper cannot reuse it for its next read. A body is at most a few tens
+/// of KiB here (the API's limits), so the copy is cheap. It has not been enough: hyper still
+/// takes a new read buffer for most requests (docs/performance.md, "Fifth round").
 fn detach_body(body: Incoming) -> DetachedBody {
     body.map_frame(|frame| frame.map_data(|data| Bytes::copy_from_slice(&data)))
 }

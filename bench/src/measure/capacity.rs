@@ -179,8 +179,8 @@ fn server_sockets(port: u16) -> Option<(usize, usize)> {
     Some((established, unread))
 }
 
-/// Waits until a server's memory (`rss`) stops growing (at most 20 s): every held request has
-/// arrived.
+/// Waits until a server's memory (`rss`) stops growing (at most 20 s): once every held request
+/// has arrived ([`all_read`]), the server has settled them into waiting.
 pub async fn settle(rss: impl Fn() -> Option<u64>) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = rss();
