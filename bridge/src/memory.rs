@@ -10,11 +10,15 @@
 //! from the start. Mapped on their own, a waiting connection's response buffer stays untouched,
 //! and its read buffer holds one request of a few hundred bytes: about one page of the four.
 //!
-//! The cost: each large block is a `mmap` and a `munmap`. That would be once per connection if
-//! hyper kept its read buffer, but it takes a new one for most requests, so under load this
-//! costs about a tenth of the bridge's throughput (measured in docs/performance.md, "Fifth
-//! round"). Should the kernel refuse a mapping (too many mappings, say), the block comes from
-//! the system allocator instead, as before.
+//! The cost: each large block is a `mmap` and a `munmap`, and its pages are faulted in one by
+//! one. That would be once per connection if hyper kept its read buffer, but it takes a new one
+//! for most requests (a request body's bytes are still in flight to the handler when it reads
+//! on, so its buffer is shared and cannot be reused), which cost about a tenth of the bridge's
+//! throughput (docs/performance.md, "Fifth round"). So freed mappings of two to four pages are
+//! kept, 16 of each size, and handed out again before anything new is mapped (`mapped::Shelves`):
+//! a recycled block is resident already, but at most 48 of them exist, however many
+//! connections are open. Should the kernel refuse a mapping (too many mappings, say), the
+//! block comes from the system allocator instead, as before.
 //!
 //! Only on Linux (which `mremap` is); elsewhere this is the system allocator.
 
@@ -37,7 +41,7 @@ pub use std::alloc::System as Allocator;
 mod mapped {
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::ptr;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
     use super::LARGE;
 
@@ -71,6 +75,59 @@ mod mapped {
 
     fn rounded(size: usize) -> usize {
         size.next_multiple_of(page())
+    }
+
+    /// How many pages a mapping of `size` bytes spans.
+    fn pages(size: usize) -> usize {
+        rounded(size) / page()
+    }
+
+    /// The freed mappings kept for reuse.
+    static SHELVES: Shelves = Shelves::new();
+
+    /// Freed mappings of two, three or four pages, [`SLOTS`] of each size, to hand out again
+    /// instead of unmapping one and mapping the next. Lock-free: a slot holds a mapping or null,
+    /// and whoever swaps a mapping out of it owns it. A full shelf (or a size not kept) leaves
+    /// the block to be unmapped.
+    pub struct Shelves {
+        slots: [[AtomicPtr<u8>; SLOTS]; 3],
+    }
+
+    /// How many freed mappings of each kept size wait for reuse.
+    pub const SLOTS: usize = 16;
+
+    impl Shelves {
+        pub const fn new() -> Shelves {
+            Shelves {
+                slots: [const { [const { AtomicPtr::new(ptr::null_mut()) }; SLOTS] }; 3],
+            }
+        }
+
+        fn shelf(&self, pages: usize) -> Option<&[AtomicPtr<u8>; SLOTS]> {
+            self.slots.get(pages.checked_sub(2)?)
+        }
+
+        /// A kept mapping of `pages` pages, now the caller's.
+        pub fn take(&self, pages: usize) -> Option<*mut u8> {
+            self.shelf(pages)?.iter().find_map(|slot| {
+                if slot.load(Ordering::Relaxed).is_null() {
+                    return None;
+                }
+                let block = slot.swap(ptr::null_mut(), Ordering::Acquire);
+                (!block.is_null()).then_some(block)
+            })
+        }
+
+        /// Keeps `block`, a mapping of `pages` pages the caller gives up, if there is room.
+        pub fn put(&self, block: *mut u8, pages: usize) -> bool {
+            let Some(shelf) = self.shelf(pages) else {
+                return false;
+            };
+            shelf.iter().any(|slot| {
+                slot.compare_exchange(ptr::null_mut(), block, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+            })
+        }
     }
 
     /// Whether a large block is a mapping (else it is a [`fallback`] block).
@@ -145,6 +202,13 @@ mod mapped {
     }
 
     pub unsafe fn alloc(size: usize, zeroed: bool) -> *mut u8 {
+        if let Some(block) = SHELVES.take(pages(size)) {
+            if zeroed {
+                // SAFETY: a recycled mapping of at least `size` bytes, owned by the caller now.
+                unsafe { ptr::write_bytes(block, 0, size) };
+            }
+            return block;
+        }
         let block = map(size);
         if block.is_null() {
             // SAFETY: as the caller's.
@@ -157,6 +221,9 @@ mod mapped {
     /// SAFETY: `block` came from [`alloc`] (or [`remap`]) with this `size`.
     pub unsafe fn dealloc(block: *mut u8, size: usize) {
         if is_mapped(block) {
+            if SHELVES.put(block, pages(size)) {
+                return;
+            }
             // SAFETY: the whole mapping, as mapped. It can only fail for a range that is not
             // mapped, which this one is.
             unsafe { libc::munmap(block.cast(), rounded(size)) };
@@ -349,6 +416,47 @@ mod tests {
                 written > 192 << 20,
                 "256 MiB written took only {written} bytes"
             );
+        }
+    }
+
+    /// Freed mappings of two to four pages wait on their shelf, as many as it has slots, and
+    /// each is handed out once; other sizes are not kept.
+    #[test]
+    fn shelves_keep_a_few_freed_mappings_of_each_small_size() {
+        use mapped::{SLOTS, Shelves};
+        let shelves = Shelves::new();
+        assert_eq!(shelves.take(2), None);
+        // Stand-ins: the shelves never touch what the pointers point to.
+        let blocks: Vec<*mut u8> = (1..=SLOTS + 1).map(|i| (i * 8192) as *mut u8).collect();
+        for &block in &blocks[..SLOTS] {
+            assert!(shelves.put(block, 2));
+        }
+        assert!(!shelves.put(blocks[SLOTS], 2), "a full shelf takes no more");
+        assert!(shelves.put(blocks[SLOTS], 3), "each size has its own shelf");
+        assert!(!shelves.put(blocks[0], 1) && !shelves.put(blocks[0], 5));
+        let mut taken: Vec<*mut u8> = std::iter::from_fn(|| shelves.take(2)).collect();
+        taken.sort();
+        assert_eq!(taken, blocks[..SLOTS]);
+        assert_eq!(shelves.take(3), Some(blocks[SLOTS]));
+        assert_eq!(shelves.take(4), None);
+    }
+
+    /// A recycled mapping is whole, on a page, and zeroed when asked, though it was written to.
+    #[test]
+    fn a_recycled_block_is_a_whole_mapping_and_zeroed_when_asked() {
+        unsafe {
+            for _ in 0..4 * mapped::SLOTS {
+                let block = Allocator.alloc(layout(LARGE));
+                fill(block, LARGE);
+                Allocator.dealloc(block, layout(LARGE));
+                let zeroed = Allocator.alloc_zeroed(layout(LARGE));
+                assert!(mapped::is_mapped(zeroed));
+                assert!((0..LARGE).all(|i| *zeroed.add(i) == 0));
+                fill(zeroed, LARGE);
+                let grown = Allocator.realloc(zeroed, layout(LARGE), 3 * LARGE);
+                assert!(holds_pattern(grown, LARGE));
+                Allocator.dealloc(grown, layout(3 * LARGE));
+            }
         }
     }
 

@@ -208,7 +208,8 @@ impl Relay {
         self.publish_message(session_id, message);
     }
 
-    /// Leases up to `max` items, waiting up to `wait` for one to become available.
+    /// Leases up to `max` items, waiting up to `wait` for one to become available; with `typing`
+    /// the visitors see the agent typing for each item leased (see [`Store::claim`]).
     pub async fn claim(
         &self,
         connector: &ConnectorRow,
@@ -216,6 +217,7 @@ impl Relay {
         wait: Duration,
         lease_ms: i64,
         history: u32,
+        typing: bool,
     ) -> Result<Vec<ClaimedItem>> {
         let deadline = tokio::time::Instant::now() + wait;
         self.store.touch_connector(connector, self.now()).await?;
@@ -228,7 +230,7 @@ impl Relay {
             let now = self.now();
             let outcome = self
                 .store
-                .claim(connector, max, lease_ms, history, now)
+                .claim(connector, max, lease_ms, history, typing, now)
                 .await?;
             if !outcome.touched_sessions.is_empty() {
                 let changes: Vec<Change<'_>> = outcome

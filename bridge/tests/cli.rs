@@ -805,7 +805,7 @@ fn old_sessions_are_purged_and_a_visitor_forgotten_from_the_cli() {
             .await
             .unwrap();
         let items = store
-            .claim(&connector, 10, 30_000, 20, now)
+            .claim(&connector, 10, 30_000, 20, false, now)
             .await
             .unwrap()
             .items;

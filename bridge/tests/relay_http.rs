@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use airlock_bridge::store::StoreOptions;
 use airlock_bridge::testing::TestBridge;
 use airlock_shared::connector::{ClaimResponse, ReplyState};
-use airlock_shared::visitor::SessionCreated;
+use airlock_shared::visitor::{MessageAccepted, SessionCreated};
 use airlock_shared::{Message, MessageStatus, Role};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -112,6 +112,58 @@ async fn the_full_relay_works_on_postgres() {
         TestBridge::start_on(db.store.clone(), None, None).await,
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_claim_with_typing_shows_the_waiting_visitor_the_agent_typing() {
+    let bridge = TestBridge::start().await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    let connector = Connector::new(&bridge, "typist").await;
+    let sent: MessageAccepted = visitor.send("c-1", "hello?").await.json().await.unwrap();
+    let cursor = sent.message.rev;
+    let waiting = {
+        let visitor = visitor.clone();
+        tokio::spawn(async move { visitor.poll(cursor, 20).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let bad = connector
+        .call("claim", json!({"max": 5, "typing": "yes"}))
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let claimed: ClaimResponse = connector
+        .call("claim", json!({"max": 5, "lease_secs": 30, "typing": true}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(claimed.items.len(), 1);
+
+    // The long-poll wakes with the started reply: the widget shows the agent typing.
+    let page = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiting long-poll woke")
+        .unwrap();
+    let reply = page
+        .messages
+        .iter()
+        .find(|m| m.role == Role::Assistant)
+        .expect("the started reply is visible");
+    assert_eq!(reply.status, MessageStatus::Streaming);
+    assert_eq!(reply.text, "");
+
+    // The first delta grows that same reply.
+    let streamed: ReplyState = connector
+        .call(
+            &format!("leases/{}/stream", claimed.items[0].lease_id),
+            json!({"text_delta": "Hi"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(streamed.message.id, reply.id);
+    assert_eq!(streamed.message.text, "Hi");
 }
 
 #[tokio::test]

@@ -44,9 +44,15 @@ mod cases {
 
         // One inbox item, not two.
         let c = connector(&store, "agent", &[]).await;
-        let claimed = store.claim(&c, 10, LEASE, 20, T0 + 10).await.unwrap();
+        let claimed = store
+            .claim(&c, 10, LEASE, 20, false, T0 + 10)
+            .await
+            .unwrap();
         assert_eq!(claimed.items.len(), 1);
-        let more = store.claim(&c, 10, LEASE, 20, T0 + 10).await.unwrap();
+        let more = store
+            .claim(&c, 10, LEASE, 20, false, T0 + 10)
+            .await
+            .unwrap();
         assert!(more.items.is_empty());
     }
 
@@ -67,7 +73,10 @@ mod cases {
         let c = connector(&store, "agent", &[]).await;
 
         // Sessions in parallel, one item per session.
-        let first = store.claim(&c, 10, LEASE, 20, T0 + 20).await.unwrap();
+        let first = store
+            .claim(&c, 10, LEASE, 20, false, T0 + 20)
+            .await
+            .unwrap();
         let texts: Vec<_> = first
             .items
             .iter()
@@ -76,7 +85,7 @@ mod cases {
         assert_eq!(texts, ["a1", "b1"]);
         assert!(
             store
-                .claim(&c, 10, LEASE, 20, T0 + 21)
+                .claim(&c, 10, LEASE, 20, false, T0 + 21)
                 .await
                 .unwrap()
                 .items
@@ -89,7 +98,10 @@ mod cases {
         let mut lease = first.items[0].lease_id.clone();
         for now in [T0 + 30, T0 + 40] {
             store.reply(&lease, &c, "ok", now).await.unwrap();
-            let next = store.claim(&c, 10, LEASE, 20, now + 1).await.unwrap();
+            let next = store
+                .claim(&c, 10, LEASE, 20, false, now + 1)
+                .await
+                .unwrap();
             assert_eq!(next.items.len(), 1);
             seen.push(next.items[0].message.text.clone());
             lease = next.items[0].lease_id.clone();
@@ -124,7 +136,11 @@ mod cases {
             .send_user_message(&s.id, "1", "first", &[], None, T0)
             .await
             .unwrap();
-        let item = store.claim(&c, 1, LEASE, 20, T0 + 1).await.unwrap().items;
+        let item = store
+            .claim(&c, 1, LEASE, 20, false, T0 + 1)
+            .await
+            .unwrap()
+            .items;
         store
             .reply(&item[0].lease_id, &c, "first answer", T0 + 2)
             .await
@@ -134,7 +150,11 @@ mod cases {
             .send_user_message(&s.id, "2", "second", &[], Some(&context), T0 + 3)
             .await
             .unwrap();
-        let item = store.claim(&c, 1, LEASE, 20, T0 + 4).await.unwrap().items;
+        let item = store
+            .claim(&c, 1, LEASE, 20, false, T0 + 4)
+            .await
+            .unwrap()
+            .items;
         let item = &item[0];
         let history: Vec<_> = item.history.iter().map(|m| m.text.as_str()).collect();
         assert_eq!(history, ["first", "first answer"]);
@@ -159,8 +179,16 @@ mod cases {
             .unwrap();
         let one = connector(&store, "one", &[]).await;
         let two = connector(&store, "two", &[]).await;
-        let got_one = store.claim(&one, 1, LEASE, 20, T0 + 2).await.unwrap().items;
-        let got_two = store.claim(&two, 1, LEASE, 20, T0 + 2).await.unwrap().items;
+        let got_one = store
+            .claim(&one, 1, LEASE, 20, false, T0 + 2)
+            .await
+            .unwrap()
+            .items;
+        let got_two = store
+            .claim(&two, 1, LEASE, 20, false, T0 + 2)
+            .await
+            .unwrap()
+            .items;
         assert_eq!(got_one.len(), 1);
         assert_eq!(got_two.len(), 1);
         assert_ne!(got_one[0].session.id, got_two[0].session.id);
@@ -177,12 +205,16 @@ mod cases {
             .send_user_message(&s.id, "1", "hi", &[], None, T0)
             .await
             .unwrap();
-        let first = store.claim(&c, 1, LEASE, 20, T0).await.unwrap().items;
+        let first = store
+            .claim(&c, 1, LEASE, 20, false, T0)
+            .await
+            .unwrap()
+            .items;
         assert_eq!(first[0].attempt, 1);
         // Not before the lease runs out.
         assert!(
             store
-                .claim(&c, 1, LEASE, 20, T0 + LEASE - 1)
+                .claim(&c, 1, LEASE, 20, false, T0 + LEASE - 1)
                 .await
                 .unwrap()
                 .items
@@ -195,14 +227,18 @@ mod cases {
             .unwrap();
         assert!(
             store
-                .claim(&c, 1, LEASE, 20, T0 + LEASE + 1)
+                .claim(&c, 1, LEASE, 20, false, T0 + LEASE + 1)
                 .await
                 .unwrap()
                 .items
                 .is_empty()
         );
         let later = T0 + 2 * LEASE;
-        let second = store.claim(&c, 1, LEASE, 20, later).await.unwrap().items;
+        let second = store
+            .claim(&c, 1, LEASE, 20, false, later)
+            .await
+            .unwrap()
+            .items;
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].message.id, first[0].message.id);
         assert_eq!(second[0].attempt, 2);
@@ -218,14 +254,18 @@ mod cases {
             .send_user_message(&s.id, "1", "hi", &[], None, T0)
             .await
             .unwrap();
-        let old = store.claim(&c, 1, LEASE, 20, T0).await.unwrap().items;
+        let old = store
+            .claim(&c, 1, LEASE, 20, false, T0)
+            .await
+            .unwrap()
+            .items;
         let old = &old[0].lease_id;
         store
             .stream_delta(old, &c, "partial from the old attempt", T0 + 1)
             .await
             .unwrap();
         let new = store
-            .claim(&c, 1, LEASE, 20, T0 + LEASE + 1)
+            .claim(&c, 1, LEASE, 20, false, T0 + LEASE + 1)
             .await
             .unwrap()
             .items;
@@ -277,7 +317,11 @@ mod cases {
             .send_user_message(&s.id, "1", "hi", &[], None, T0)
             .await
             .unwrap();
-        let lease = store.claim(&c, 1, LEASE, 20, T0).await.unwrap().items[0]
+        let lease = store
+            .claim(&c, 1, LEASE, 20, false, T0)
+            .await
+            .unwrap()
+            .items[0]
             .lease_id
             .clone();
         let first = store
@@ -316,7 +360,11 @@ mod cases {
             .send_user_message(&s.id, "1", "hi", &[], None, T0)
             .await
             .unwrap();
-        let lease = store.claim(&c, 1, LEASE, 20, T0).await.unwrap().items[0]
+        let lease = store
+            .claim(&c, 1, LEASE, 20, false, T0)
+            .await
+            .unwrap()
+            .items[0]
             .lease_id
             .clone();
         let typing = store
@@ -355,6 +403,82 @@ mod cases {
         assert_eq!(typing.html, None);
     }
 
+    pub async fn a_claim_with_typing_starts_each_reply_with_its_lease(store: Store) {
+        let ifc = interface(&store, "support").await;
+        let a = session(&store, &ifc, T0).await;
+        let b = session(&store, &ifc, T0).await;
+        let c = connector(&store, "agent", &[]).await;
+        for s in [&a, &b] {
+            store
+                .send_user_message(&s.id, "1", "hi", &[], None, T0)
+                .await
+                .unwrap();
+        }
+        let claimed = store.claim(&c, 5, LEASE, 20, true, T0 + 1).await.unwrap();
+        assert_eq!(claimed.items.len(), 2);
+        let mut touched = claimed.touched_sessions.clone();
+        touched.sort();
+        touched.dedup();
+        let mut both = vec![a.id.clone(), b.id.clone()];
+        both.sort();
+        assert_eq!(touched, both, "both visitors must be woken");
+        for s in [&a, &b] {
+            let transcript = store.transcript(&s.id).await.unwrap();
+            let shown: Vec<_> = transcript
+                .iter()
+                .map(|m| (m.role, m.status, m.text.as_str()))
+                .collect();
+            assert_eq!(
+                shown,
+                [
+                    (Role::User, MessageStatus::Processing, "hi"),
+                    (Role::Assistant, MessageStatus::Streaming, ""),
+                ],
+                "the visitor sees the agent typing as soon as the item is leased"
+            );
+        }
+
+        // The reply grows from the started one: one assistant message, not two.
+        let item = claimed.items.iter().find(|i| i.session.id == a.id).unwrap();
+        let lease = item.lease_id.clone();
+        store.stream_delta(&lease, &c, "Hel", T0 + 2).await.unwrap();
+        let done = store
+            .reply(&lease, &c, "Hello", T0 + 3)
+            .await
+            .unwrap()
+            .value;
+        let transcript = store.transcript(&a.id).await.unwrap();
+        assert_eq!(transcript.len(), 2);
+        assert_eq!(transcript[1].id, done.id);
+        assert_eq!(transcript[1].status, MessageStatus::Complete);
+
+        // b's lease runs out after a partial answer: the redelivery, claimed with typing, starts
+        // that reply over and wakes b's visitor, though it is not a first delivery.
+        let other = claimed.items.iter().find(|i| i.session.id == b.id).unwrap();
+        store
+            .stream_delta(&other.lease_id, &c, "half an ans", T0 + 2)
+            .await
+            .unwrap();
+        let again = store
+            .claim(&c, 5, LEASE, 20, true, T0 + LEASE + 10)
+            .await
+            .unwrap();
+        assert_eq!(again.items.len(), 1);
+        assert_eq!(again.items[0].attempt, 2);
+        assert_eq!(again.touched_sessions, std::slice::from_ref(&b.id));
+        let transcript = store.transcript(&b.id).await.unwrap();
+        assert_eq!(transcript.len(), 2);
+        assert_eq!(transcript[1].text, "");
+        assert_eq!(transcript[1].status, MessageStatus::Streaming);
+        // The first attempt's lease can no longer write.
+        assert!(
+            store
+                .stream_delta(&other.lease_id, &c, "late", T0 + LEASE + 11)
+                .await
+                .is_err()
+        );
+    }
+
     pub async fn fail_with_retry_backs_off_and_keeps_the_session_in_order(store: Store) {
         let ifc = interface(&store, "support").await;
         let s = session(&store, &ifc, T0).await;
@@ -367,7 +491,11 @@ mod cases {
             .send_user_message(&s.id, "2", "second", &[], None, T0 + 1)
             .await
             .unwrap();
-        let lease = store.claim(&c, 5, LEASE, 20, T0 + 2).await.unwrap().items[0]
+        let lease = store
+            .claim(&c, 5, LEASE, 20, false, T0 + 2)
+            .await
+            .unwrap()
+            .items[0]
             .lease_id
             .clone();
         store
@@ -382,7 +510,7 @@ mod cases {
         // During the back-off nothing of this session is handed out: "second" must not overtake.
         assert!(
             store
-                .claim(&c, 5, LEASE, 20, T0 + 5)
+                .claim(&c, 5, LEASE, 20, false, T0 + 5)
                 .await
                 .unwrap()
                 .items
@@ -393,7 +521,11 @@ mod cases {
             .await
             .unwrap()
             .expect("a retry is due");
-        let retried = store.claim(&c, 5, LEASE, 20, due).await.unwrap().items;
+        let retried = store
+            .claim(&c, 5, LEASE, 20, false, due)
+            .await
+            .unwrap()
+            .items;
         assert_eq!(retried.len(), 1);
         assert_eq!(retried[0].message.text, "first");
         assert_eq!(retried[0].attempt, 2);
@@ -423,13 +555,17 @@ mod cases {
             .unwrap();
         let mut now = T0;
         for attempt in 1..=3 {
-            let items = store.claim(&c, 1, LEASE, 20, now).await.unwrap().items;
+            let items = store
+                .claim(&c, 1, LEASE, 20, false, now)
+                .await
+                .unwrap()
+                .items;
             assert_eq!(items[0].attempt, attempt);
             assert_eq!(items[0].message.id, sent.message.id);
             now += LEASE + 1; // the connector "crashes": its lease runs out
         }
         // No fourth delivery: the item is dead-lettered and the session moves on.
-        let next = store.claim(&c, 1, LEASE, 20, now).await.unwrap();
+        let next = store.claim(&c, 1, LEASE, 20, false, now).await.unwrap();
         assert!(next.touched_sessions.contains(&s.id));
         assert_eq!(next.items.len(), 1);
         assert_eq!(next.items[0].message.text, "next");
@@ -475,7 +611,7 @@ mod cases {
             .unwrap();
         let mut now = T0;
         for _ in 0..3 {
-            store.claim(&c, 1, LEASE, 20, now).await.unwrap();
+            store.claim(&c, 1, LEASE, 20, false, now).await.unwrap();
             now += LEASE + 1;
         }
         // Nobody claims any more; the reaper still tells the visitor.
@@ -507,7 +643,11 @@ mod cases {
             .unwrap();
         let scoped = connector(&store, "help-bot", &["help".to_string()]).await;
         assert_eq!(scoped.interfaces, vec!["help".to_string()]);
-        let items = store.claim(&scoped, 10, LEASE, 20, T0).await.unwrap().items;
+        let items = store
+            .claim(&scoped, 10, LEASE, 20, false, T0)
+            .await
+            .unwrap()
+            .items;
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].message.text, "help");
         store.touch_connector(&scoped, T0).await.unwrap();
@@ -536,7 +676,7 @@ mod cases {
             .unwrap();
         assert!(
             store
-                .claim(&other, 10, LEASE, 20, T0)
+                .claim(&other, 10, LEASE, 20, false, T0)
                 .await
                 .unwrap()
                 .items
@@ -544,7 +684,7 @@ mod cases {
         );
         assert!(
             store
-                .claim(&scoped, 10, LEASE, 20, T0)
+                .claim(&scoped, 10, LEASE, 20, false, T0)
                 .await
                 .unwrap()
                 .items
@@ -554,7 +694,11 @@ mod cases {
         assert!(!store.agent_online(&sales, T0 - 1).await.unwrap());
         assert!(!store.connector_may_serve(&other, &sales).await.unwrap());
         assert!(store.connector_may_serve(&listed, &sales).await.unwrap());
-        let items = store.claim(&listed, 10, LEASE, 20, T0).await.unwrap().items;
+        let items = store
+            .claim(&listed, 10, LEASE, 20, false, T0)
+            .await
+            .unwrap()
+            .items;
         assert_eq!(items.len(), 1);
 
         // An unknown connector id is refused and changes nothing.
@@ -961,7 +1105,11 @@ mod cases {
             .await
             .unwrap();
         let c = connector(&store, "agent", &[]).await;
-        let item = store.claim(&c, 1, LEASE, 20, T0 + 4).await.unwrap().items;
+        let item = store
+            .claim(&c, 1, LEASE, 20, false, T0 + 4)
+            .await
+            .unwrap()
+            .items;
         assert_eq!(item[0].session.id, doomed.id);
         store
             .reply(&item[0].lease_id, &c, "ok", T0 + 5)
@@ -974,7 +1122,11 @@ mod cases {
         assert!(store.transcript(&doomed.id).await.unwrap().is_empty());
         assert!(store.attachment(&file.id).await.unwrap().is_none());
         // Its queued message is gone from the inbox; the other session's is still there.
-        let next = store.claim(&c, 10, LEASE, 20, T0 + 6).await.unwrap().items;
+        let next = store
+            .claim(&c, 10, LEASE, 20, false, T0 + 6)
+            .await
+            .unwrap()
+            .items;
         let texts: Vec<_> = next.iter().map(|i| i.message.text.as_str()).collect();
         assert_eq!(texts, ["kept"]);
         assert!(matches!(
@@ -1013,7 +1165,11 @@ mod cases {
             )
             .await
             .unwrap();
-        let item = store.claim(&c, 1, LEASE, 20, T0 + 2).await.unwrap().items;
+        let item = store
+            .claim(&c, 1, LEASE, 20, false, T0 + 2)
+            .await
+            .unwrap()
+            .items;
         store
             .reply(&item[0].lease_id, &c, "ok", T0 + 3)
             .await
@@ -1026,7 +1182,7 @@ mod cases {
             .unwrap();
         assert_eq!(
             store
-                .claim(&c, 1, LEASE, 20, T0 + 5)
+                .claim(&c, 1, LEASE, 20, false, T0 + 5)
                 .await
                 .unwrap()
                 .items
@@ -1077,7 +1233,7 @@ mod cases {
             airlock_bridge::store::Removed::default()
         );
         let next = store
-            .claim(&c, 10, LEASE, 20, T0 + 10 * LEASE)
+            .claim(&c, 10, LEASE, 20, false, T0 + 10 * LEASE)
             .await
             .unwrap()
             .items;
@@ -1131,7 +1287,11 @@ mod cases {
         assert!(store.attachment(&file.id).await.unwrap().is_none());
         // Its queued message no longer reaches the agent; the other visitor's does.
         let c = connector(&store, "agent", &[]).await;
-        let items = store.claim(&c, 10, LEASE, 20, T0 + 3).await.unwrap().items;
+        let items = store
+            .claim(&c, 10, LEASE, 20, false, T0 + 3)
+            .await
+            .unwrap()
+            .items;
         let texts: Vec<_> = items.iter().map(|i| i.message.text.as_str()).collect();
         assert_eq!(texts, ["keep me"]);
         // Forgetting again finds nothing.
@@ -1181,7 +1341,11 @@ mod cases {
             .send_user_message(session_id, "1", "help", &[], None, now)
             .await
             .unwrap();
-        let item = store.claim(c, 1, LEASE, 20, now + 1).await.unwrap().items;
+        let item = store
+            .claim(c, 1, LEASE, 20, false, now + 1)
+            .await
+            .unwrap()
+            .items;
         store
             .stream_delta(&item[0].lease_id, c, "half an ans", now + 2)
             .await
@@ -1201,7 +1365,7 @@ mod cases {
         let id = dead_item(&store, &s.id, &c, T0).await;
         assert!(
             store
-                .claim(&c, 1, LEASE, 20, T0 + 10)
+                .claim(&c, 1, LEASE, 20, false, T0 + 10)
                 .await
                 .unwrap()
                 .items
@@ -1224,7 +1388,11 @@ mod cases {
         );
         assert_eq!(reply.text, "");
 
-        let again = store.claim(&c, 1, LEASE, 20, T0 + 20).await.unwrap().items;
+        let again = store
+            .claim(&c, 1, LEASE, 20, false, T0 + 20)
+            .await
+            .unwrap()
+            .items;
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].message.id, id);
         assert_eq!(again[0].attempt, 1, "attempts start over");
@@ -1296,8 +1464,14 @@ mod cases {
                 .await
                 .unwrap();
         }
-        store.claim(&one, 2, LEASE, 20, T0 + 10).await.unwrap();
-        store.claim(&two, 5, LEASE, 20, T0 + 10).await.unwrap();
+        store
+            .claim(&one, 2, LEASE, 20, false, T0 + 10)
+            .await
+            .unwrap();
+        store
+            .claim(&two, 5, LEASE, 20, false, T0 + 10)
+            .await
+            .unwrap();
         let mut counts = store.leases_in_flight(T0 + 11).await.unwrap();
         counts.sort();
         let mut expected = vec![(one.id.clone(), 2), (two.id.clone(), 1)];
@@ -1353,7 +1527,11 @@ mod cases {
                     .send_user_message(&s, &new_id("c"), "q", &[], None, at)
                     .await
                     .unwrap();
-                let item = store.claim(&c, 1, LEASE, 20, at).await.unwrap().items;
+                let item = store
+                    .claim(&c, 1, LEASE, 20, false, at)
+                    .await
+                    .unwrap()
+                    .items;
                 store
                     .reply(&item[0].lease_id, &c, "a", at + latency)
                     .await
@@ -1483,6 +1661,7 @@ conformance!(
     calls_on_a_superseded_lease_are_refused,
     a_repeated_reply_returns_the_stored_one,
     streamed_deltas_accumulate_in_one_reply,
+    a_claim_with_typing_starts_each_reply_with_its_lease,
     fail_with_retry_backs_off_and_keeps_the_session_in_order,
     an_item_is_dead_lettered_after_max_attempts,
     the_reaper_dead_letters_an_abandoned_last_attempt,

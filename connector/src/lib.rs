@@ -80,6 +80,7 @@ pub async fn run_with_agent(
             wait: config.effective_claim_wait(),
             lease_secs: config.lease_secs,
             history: config.history,
+            typing: true,
         },
         shutdown_grace: config.shutdown_grace(),
     };

@@ -100,7 +100,7 @@ pub(crate) struct Poller {
 }
 
 impl Poller {
-    pub(crate) async fn run(self, shutdown: CancellationToken) {
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) {
         let mut in_flight: JoinSet<ItemOutcome> = JoinSet::new();
         let abandon = CancellationToken::new();
         let mut backoff = Backoff::for_claims();
@@ -131,6 +131,14 @@ impl Poller {
                 claimed = self.worker.bridge.claim(&request) => claimed,
             };
             let pause = match claimed {
+                Err(e) if request.typing && refuses_typing(&e) => {
+                    tracing::info!(
+                        "the bridge does not start replies with a claim; sending the typing \
+                         signal with a call of its own"
+                    );
+                    self.claim.typing = false;
+                    continue;
+                }
                 Ok(response) => {
                     backoff.reset();
                     if let Some(change) = health.claim_succeeded() {
@@ -138,7 +146,7 @@ impl Poller {
                     }
                     let empty = response.items.is_empty();
                     for item in response.items {
-                        self.spawn_item(&mut in_flight, item, abandon.clone());
+                        self.spawn_item(&mut in_flight, item, request.typing, abandon.clone());
                     }
                     let early = MIN_EMPTY_CLAIM_INTERVAL.saturating_sub(asked_at.elapsed());
                     (empty && !early.is_zero()).then_some(early)
@@ -165,6 +173,7 @@ impl Poller {
         &self,
         in_flight: &mut JoinSet<ItemOutcome>,
         item: ClaimedItem,
+        typing_shown: bool,
         abandon: CancellationToken,
     ) {
         let span = tracing::info_span!(
@@ -175,7 +184,8 @@ impl Poller {
             attempt = item.attempt,
         );
         let worker = Arc::clone(&self.worker);
-        in_flight.spawn(async move { worker.serve(item, abandon).await }.instrument(span));
+        in_flight
+            .spawn(async move { worker.serve(item, typing_shown, abandon).await }.instrument(span));
     }
 
     /// Lets items in flight finish within the grace period; then asks the rest to hand their
@@ -247,6 +257,15 @@ fn report_panic(done: Result<ItemOutcome, tokio::task::JoinError>) {
     {
         tracing::error!(error = %e, "serving an item panicked; its lease will expire and it will be offered again");
     }
+}
+
+/// A bridge from before claims could start replies refuses the claim's `typing` field as
+/// unknown (422 `invalid_field` naming it); such a bridge gets the typing signal as a stream
+/// call of its own.
+fn refuses_typing(e: &BridgeError) -> bool {
+    matches!(e, BridgeError::Rejected { status, code, message }
+        if status.as_u16() == 422 && code == "invalid_field"
+            && message.contains("unknown field `typing`"))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Serving one claimed item: typing signal, the agent's answer streamed in coalesced pieces, the
-//! lease renewed while the agent works, then the final reply (or `fail`).
+//! Serving one claimed item: typing signal (unless the claim showed it), the agent's answer
+//! streamed in coalesced pieces, the lease renewed while the agent works, then the final reply
+//! (or `fail`).
 //!
 //! The lease is the item's fence: once the bridge answers 409 the item belongs to someone else
 //! (or is finished), so the worker stops at once and writes nothing more for it.
@@ -46,14 +47,20 @@ pub(crate) enum ItemOutcome {
 
 impl Worker {
     /// Serves `item` until it is answered, failed, lost, or `abandon` is cancelled.
-    pub(crate) async fn serve(&self, item: ClaimedItem, abandon: CancellationToken) -> ItemOutcome {
+    /// `typing_shown`: the claim already showed the visitor the agent typing.
+    pub(crate) async fn serve(
+        &self,
+        item: ClaimedItem,
+        typing_shown: bool,
+        abandon: CancellationToken,
+    ) -> ItemOutcome {
         let lease_id = item.lease_id.clone();
         let started = Instant::now();
         let outcome = tokio::select! {
             // Work first: when the reply just went through, a 409 from a racing extend only means
             // "already finished".
             biased;
-            outcome = self.work(&lease_id, item) => outcome,
+            outcome = self.work(&lease_id, item, typing_shown) => outcome,
             outcome = self.keep_lease(&lease_id) => outcome,
             () = abandon.cancelled() => {
                 self.give_back(&lease_id).await;
@@ -79,12 +86,16 @@ impl Worker {
         outcome
     }
 
-    /// The typing signal goes out while the agent is already being asked (waiting for it first
-    /// would delay every answer by a round trip to the bridge); the answer's own calls to the
-    /// bridge wait for it, so the visitor still sees typing, then text, then the reply.
-    async fn work(&self, lease_id: &str, item: ClaimedItem) -> ItemOutcome {
-        let (typed, typed_rx) = tokio::sync::watch::channel(false);
+    /// Unless the claim showed it already, the typing signal goes out while the agent is already
+    /// being asked (waiting for it first would delay every answer by a round trip to the
+    /// bridge); the answer's own calls to the bridge wait for it, so the visitor still sees
+    /// typing, then text, then the reply.
+    async fn work(&self, lease_id: &str, item: ClaimedItem, typing_shown: bool) -> ItemOutcome {
+        let (typed, typed_rx) = tokio::sync::watch::channel(typing_shown);
         let typing = async {
+            if typing_shown {
+                return;
+            }
             let typing = StreamRequest {
                 typing: Some(true),
                 ..StreamRequest::default()

@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use common::{init_logging, wait_for};
 
+/// What the fake saw. `Typing` is the visitor shown the agent typing: with the claim, or by a
+/// stream call of its own (counted in `typing_calls`).
 #[derive(Debug, Clone, PartialEq)]
 enum Call {
     Claim {
@@ -52,6 +54,10 @@ struct FakeState {
     refuse_claims: AtomicUsize,
     /// Leases that get 409 on deltas, extend, reply and fail (a newer attempt owns the item).
     superseded: Mutex<HashSet<String>>,
+    /// Answer like a bridge from before claims could start replies: `typing` is an unknown field.
+    old_bridge: AtomicBool,
+    /// How many typing signals came as stream calls of their own (not with the claim).
+    typing_calls: AtomicUsize,
 }
 
 impl FakeState {
@@ -188,6 +194,19 @@ fn error(status: StatusCode, code: &str) -> Response {
 
 async fn claim(State(state): State<Arc<FakeState>>, Json(request): Json<ClaimRequest>) -> Response {
     state.record(Call::Claim { max: request.max });
+    if request.typing && state.old_bridge.load(Ordering::SeqCst) {
+        // What an older bridge's strict body parsing answers.
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(ErrorEnvelope::new(
+                "invalid_field",
+                "Failed to deserialize the JSON body into the target type: unknown field \
+                 `typing`, expected one of `max`, `wait`, `lease_secs`, `history` at line 1 \
+                 column 70",
+            )),
+        )
+            .into_response();
+    }
     let refused = state
         .refuse_claims
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -206,6 +225,10 @@ async fn claim(State(state): State<Arc<FakeState>>, Json(request): Json<ClaimReq
         if !items.is_empty() || Instant::now() >= deadline {
             for item in &items {
                 state.record(Call::HandedOut(item.lease_id.clone()));
+                if request.typing {
+                    // Shown to the visitor with the lease, as the bridge does.
+                    state.record(Call::Typing(item.lease_id.clone()));
+                }
             }
             return Json(ClaimResponse { items }).into_response();
         }
@@ -228,6 +251,7 @@ async fn lease_call(
     match action.as_str() {
         "stream" => {
             if body.get("typing").is_some() {
+                state.typing_calls.fetch_add(1, Ordering::SeqCst);
                 state.record(Call::Typing(lease));
                 return reply_state("", MessageStatus::Streaming);
             }
@@ -452,6 +476,49 @@ async fn an_item_gets_typing_then_a_few_coalesced_deltas_then_its_reply() {
         text.chars().count()
     );
     assert_eq!(calls.len(), deltas.len() + 2, "unexpected calls: {calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_comes_with_the_claim_and_by_a_call_of_its_own_only_from_an_older_bridge() {
+    for old_bridge in [false, true] {
+        let fake = FakeBridge::start().await;
+        fake.state.old_bridge.store(old_bridge, Ordering::SeqCst);
+        let first = fake.offer("one");
+        let second = fake.offer("two");
+        let (shutdown, handle) = connect(
+            &fake,
+            TokenAgent {
+                gap: Duration::from_millis(1),
+            },
+            |c| c.concurrency = 1,
+        );
+        fake.wait_until("both replies", |calls| {
+            is_reply_for(&first)(calls) && is_reply_for(&second)(calls)
+        })
+        .await;
+        stop(shutdown, handle).await;
+
+        for lease in [&first, &second] {
+            let calls: Vec<Call> = fake
+                .calls_for(lease)
+                .into_iter()
+                .filter(|c| !matches!(c, Call::Extend(_)))
+                .collect();
+            assert_eq!(
+                calls[..2],
+                [Call::HandedOut(lease.clone()), Call::Typing(lease.clone())],
+                "old bridge: {old_bridge}; {calls:?}"
+            );
+        }
+        // A new bridge shows typing with the lease; an old one refused the field once and then
+        // got a typing call for each item.
+        let expected = if old_bridge { 2 } else { 0 };
+        assert_eq!(
+            fake.state.typing_calls.load(Ordering::SeqCst),
+            expected,
+            "old bridge: {old_bridge}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -205,6 +205,7 @@ async fn a_superseded_lease_is_reported_as_lease_lost() {
         wait: 2,
         lease_secs,
         history: 0,
+        typing: false,
     };
     let client = &client;
     let first = wait_for("the first lease", Duration::from_secs(20), || async move {

@@ -19,6 +19,10 @@ pub struct ClaimRequest {
     /// How many earlier messages of the session to include as `history`.
     #[serde(default = "default_history")]
     pub history: u32,
+    /// Show the visitor the agent typing for every item leased, in the same write as the lease:
+    /// the same as a `{typing: true}` stream call on each item, without the extra request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub typing: bool,
 }
 
 fn default_max() -> u32 {
@@ -38,6 +42,7 @@ impl Default for ClaimRequest {
             wait: 0,
             lease_secs: default_lease_secs(),
             history: default_history(),
+            typing: false,
         }
     }
 }

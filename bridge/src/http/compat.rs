@@ -419,7 +419,14 @@ async fn inbox(
     since(query)?;
     let items = state
         .relay
-        .claim(&connector, limit, Duration::ZERO, state.compat.lease_ms, 0)
+        .claim(
+            &connector,
+            limit,
+            Duration::ZERO,
+            state.compat.lease_ms,
+            0,
+            false,
+        )
         .await?;
     let message_ids: Vec<&str> = items.iter().map(|i| i.message.id.as_str()).collect();
     let numbers = state.store.compat_numbers(&message_ids).await?;

@@ -90,6 +90,7 @@ async fn claim(
             wait,
             lease_ms,
             request.history.min(MAX_HISTORY),
+            request.typing,
         )
         .await?;
     Ok(Json(ClaimResponse { items }))

@@ -199,13 +199,16 @@ pub(super) const NEXT_DUE: &str = "SELECT MIN(CASE WHEN state = 'queued' THEN no
 
 impl Store {
     /// Leases up to `max` items to `connector` for `lease_ms`, oldest first, at most one per
-    /// session. Items whose lease ran out with no attempts left are dead-lettered instead.
+    /// session. Items whose lease ran out with no attempts left are dead-lettered instead. With
+    /// `typing`, each leased item's reply is started in the same transaction, as an empty
+    /// streaming message (what a `{typing: true}` stream call writes).
     pub async fn claim(
         &self,
         connector: &ConnectorRow,
         max: u32,
         lease_ms: i64,
         history: u32,
+        typing: bool,
         now: i64,
     ) -> Result<ClaimOutcome> {
         let mut outcome = ClaimOutcome::default();
@@ -222,7 +225,7 @@ impl Store {
             let max_attempts = self.max_attempts;
             let (items, touched, dead) = writer
                 .run(move |conn| {
-                    let (leased, touched, dead) = sqlite_relay::claim_leases(
+                    let (leased, mut touched, dead) = sqlite_relay::claim_leases(
                         conn,
                         &claimer,
                         max,
@@ -230,6 +233,14 @@ impl Store {
                         max_attempts,
                         now,
                     )?;
+                    for (lease_id, _, attempt, _) in leased.iter().filter(|_| typing) {
+                        let started =
+                            sqlite_relay::stream_delta(conn, lease_id, &claimer.id, "", now)?;
+                        // A first delivery's session is in `touched` already.
+                        if *attempt > 1 {
+                            touched.push(started.session_id);
+                        }
+                    }
                     let items = leased
                         .into_iter()
                         .map(|leased| {
@@ -246,7 +257,7 @@ impl Store {
             return Ok(outcome);
         }
         let leased = self
-            .lease_in_tx(connector, max, lease_ms, now, &mut outcome)
+            .lease_in_tx(connector, max, lease_ms, typing, now, &mut outcome)
             .await?;
         for leased in leased {
             outcome
@@ -257,12 +268,14 @@ impl Store {
     }
 
     /// The leasing half of [`Store::claim`], through sqlx (PostgreSQL, or SQLite without a
-    /// writer thread): the leases made, with the touched sessions and dead letters in `outcome`.
+    /// writer thread): the leases made (their replies started with `typing`), with the touched
+    /// sessions and dead letters in `outcome`.
     async fn lease_in_tx(
         &self,
         connector: &ConnectorRow,
         max: u32,
         lease_ms: i64,
+        typing: bool,
         now: i64,
         outcome: &mut ClaimOutcome,
     ) -> Result<Vec<Leased>> {
@@ -323,6 +336,15 @@ impl Store {
             }
             if !dead_lettered {
                 break;
+            }
+        }
+        for (lease_id, _, attempt, _) in leased.iter().filter(|_| typing) {
+            let started = self
+                .stream_delta_in_tx(&mut tx, lease_id, connector, "", now)
+                .await?;
+            // A first delivery's session is in `touched_sessions` already.
+            if *attempt > 1 {
+                outcome.touched_sessions.push(started.session_id);
             }
         }
         tx.commit().await?;
@@ -451,19 +473,35 @@ impl Store {
                 .await;
         }
         let mut tx = self.begin().await?;
-        let lease = self.lease_for_write(&mut tx, lease_id, connector).await?;
+        let write = self
+            .stream_delta_in_tx(&mut tx, lease_id, connector, delta, now)
+            .await?;
+        tx.commit().await?;
+        Ok(write)
+    }
+
+    /// [`Store::stream_delta`] inside the caller's transaction (sqlx).
+    async fn stream_delta_in_tx(
+        &self,
+        tx: &mut Tx,
+        lease_id: &str,
+        connector: &ConnectorRow,
+        delta: &str,
+        now: i64,
+    ) -> Result<LeaseWrite<Message>> {
+        let lease = self.lease_for_write(tx, lease_id, connector).await?;
         require_leased(&lease)?;
-        let outbox = outbox_row(&mut tx, &lease.message_id).await?;
+        let outbox = outbox_row(tx, &lease.message_id).await?;
         let message_id = match outbox {
             Some(out) if out.lease_id == lease_id => {
                 if !delta.is_empty() {
                     let text: String =
                         sqlx::query_scalar("SELECT text FROM messages WHERE id = $1")
                             .bind(&out.message_id)
-                            .fetch_one(&mut *tx)
+                            .fetch_one(&mut **tx)
                             .await?;
                     let text = text + delta;
-                    let rev = next_rev(&mut tx, &lease.session_id, false, now).await?;
+                    let rev = next_rev(tx, &lease.session_id, false, now).await?;
                     sqlx::query(
                         "UPDATE messages SET text = $1, html = $2, rev = $3, updated_at = $4 \
                          WHERE id = $5",
@@ -473,7 +511,7 @@ impl Store {
                     .bind(rev)
                     .bind(now)
                     .bind(&out.message_id)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                 }
                 out.message_id
@@ -488,11 +526,10 @@ impl Store {
                     status: "streaming",
                     error: None,
                 };
-                write_reply(&mut tx, reply, earlier.as_ref(), now).await?
+                write_reply(tx, reply, earlier.as_ref(), now).await?
             }
         };
-        let message = message_in_tx(&mut tx, &message_id).await?;
-        tx.commit().await?;
+        let message = message_in_tx(tx, &message_id).await?;
         Ok(LeaseWrite {
             session_id: lease.session_id,
             item_id: lease.message_id,
