@@ -38,6 +38,11 @@ pub const DAY_MS: i64 = 86_400_000;
 /// Largest batch of messages one long-poll answer carries.
 const MESSAGE_PAGE: u32 = 200;
 
+/// How many times a `NOTIFY` to the other replicas is tried, the first retry after
+/// [`NOTIFY_RETRY`] and each later one after four times the last pause.
+const NOTIFY_ATTEMPTS: u32 = 3;
+const NOTIFY_RETRY: Duration = Duration::from_millis(100);
+
 /// Errors of relay operations are storage errors.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -271,15 +276,26 @@ impl Relay {
         let payload = self.wakeups.payload(changes);
         let store = self.store.clone();
         tokio::spawn(async move {
-            match store.notify(CHANNEL, &payload).await {
-                Ok(()) => {}
-                // Shutting down: the pool closed under a write's last notification.
-                Err(StoreError::Database(sqlx::Error::PoolClosed)) => {}
-                Err(err) => tracing::warn!(
-                    error = %err,
-                    "could not notify the other replicas; they notice within {} s",
-                    FALLBACK_RECHECK.as_secs()
-                ),
+            // A listening replica does not look again by itself, so a notification that cannot
+            // be sent is tried again a few times before its waiters are left to their deadline.
+            let mut pause = NOTIFY_RETRY;
+            for attempt in 1..=NOTIFY_ATTEMPTS {
+                match store.notify(CHANNEL, &payload).await {
+                    Ok(()) => return,
+                    // Shutting down: the pool closed under a write's last notification.
+                    Err(StoreError::Database(sqlx::Error::PoolClosed)) => return,
+                    Err(err) if attempt == NOTIFY_ATTEMPTS => tracing::warn!(
+                        error = %err,
+                        "could not notify the other replicas; their waiters see this change when \
+                         their wait ends (at most {} s) or their listener reconnects",
+                        airlock_shared::MAX_CLAIM_WAIT_SECS
+                    ),
+                    Err(err) => {
+                        tracing::debug!(error = %err, attempt, "could not notify the other replicas; trying again");
+                        tokio::time::sleep(pause).await;
+                        pause *= 4;
+                    }
+                }
             }
         });
     }
@@ -318,11 +334,12 @@ impl Relay {
         }
     }
 
-    /// Waits for a wake-up, `wake_at`, or shutdown, whichever comes first. On PostgreSQL it also
-    /// returns after [`FALLBACK_RECHECK`], in case another replica's notification was lost.
+    /// Waits for a wake-up, `wake_at`, or shutdown, whichever comes first. On PostgreSQL, while
+    /// this replica is not listening for the others' notifications, it also returns after
+    /// [`FALLBACK_RECHECK`], so another replica's write is seen within that time.
     async fn pause(&self, notified: Pin<&mut Notified<'_>>, wake_at: tokio::time::Instant) {
         let mut wake_at = wake_at;
-        if self.store.backend() == Backend::Postgres {
+        if self.store.backend() == Backend::Postgres && !self.wakeups.listening() {
             wake_at = wake_at.min(tokio::time::Instant::now() + FALLBACK_RECHECK);
         }
         tokio::select! {

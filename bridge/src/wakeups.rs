@@ -5,10 +5,13 @@
 //! announced with `NOTIFY` on [`CHANNEL`], and each replica runs one listener
 //! ([`listen_to_other_replicas`]) that turns the other replicas' announcements into its own
 //! in-process wake-ups. A notification can be lost (the listener's connection drops, the database
-//! restarts); waiters on PostgreSQL therefore still look again every [`FALLBACK_RECHECK`], and the
-//! listener wakes everything once after each reconnect, so a lost notification only delays.
+//! restarts): the listener then connects and `LISTEN`s afresh and wakes every waiter once, which
+//! covers whatever was sent in between. While a replica is not listening (before the first
+//! connection, and from a loss until the next), its waiters on PostgreSQL look again every
+//! [`FALLBACK_RECHECK`]; while it listens they do not, so 10,000 idle visitors cost no queries.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -21,8 +24,8 @@ use crate::tokens::new_id;
 /// The PostgreSQL channel replicas announce changes on.
 pub const CHANNEL: &str = "airlock_wakeup";
 
-/// On PostgreSQL a waiting request also looks again this often, in case a notification from
-/// another replica was lost. `NOTIFY` is the fast path; this only bounds the delay.
+/// On PostgreSQL, while this replica is not listening for the others' notifications, a waiting
+/// request looks again this often, so that another replica's write is seen within this delay.
 pub const FALLBACK_RECHECK: Duration = Duration::from_secs(5);
 
 /// First wait before reconnecting a lost listener; doubles up to [`RECONNECT_MAX`].
@@ -46,6 +49,8 @@ pub enum Change<'a> {
 pub struct Wakeups {
     inbox: Notify,
     sessions: Mutex<SessionWaiters>,
+    /// Whether the listener is connected and `LISTEN`ing, so no other replica's change is missed.
+    listening: AtomicBool,
     /// Tags this replica's notifications, so its listener skips them (they were woken locally).
     origin: String,
 }
@@ -61,12 +66,25 @@ impl Default for Wakeups {
         Wakeups {
             inbox: Notify::new(),
             sessions: Mutex::default(),
+            listening: AtomicBool::new(false),
             origin: new_id("replica"),
         }
     }
 }
 
 impl Wakeups {
+    /// Whether the other replicas' changes reach this one as they happen (see the module doc).
+    /// Read by a waiter after it registered for its wake-up: a change of this flag wakes every
+    /// waiter, so none keeps a wait chosen under the old value.
+    pub fn listening(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
+    }
+
+    fn set_listening(&self, listening: bool) {
+        self.listening.store(listening, Ordering::SeqCst);
+        self.everything_changed();
+    }
+
     /// Wakes every waiting claim on this replica.
     pub fn inbox_changed(&self) {
         self.inbox.notify_waiters();
@@ -195,7 +213,8 @@ pub async fn listen_to_other_replicas(
             tracing::info!("listening for other replicas' wake-ups again");
         }
         backoff = RECONNECT_MIN;
-        wakeups.everything_changed();
+        // Whatever was sent before this LISTEN took effect is covered by waking everyone.
+        wakeups.set_listening(true);
         loop {
             let received = tokio::select! {
                 received = listener.try_recv() => received,
@@ -203,11 +222,12 @@ pub async fn listen_to_other_replicas(
             };
             match received {
                 Ok(Some(notification)) => wakeups.apply(notification.payload()),
-                // The connection dropped and sqlx re-opened it (and LISTENs again): whatever was
-                // sent in between is lost.
+                // The connection dropped. Listen afresh rather than let sqlx reconnect on the
+                // next call: only then is it known when listening resumed.
                 Ok(None) => {
-                    tracing::info!("the wake-up listener reconnected");
-                    wakeups.everything_changed();
+                    tracing::info!("the wake-up listener's connection dropped; reconnecting");
+                    lost_once = true;
+                    break;
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "lost the listener for other replicas' wake-ups");
@@ -216,6 +236,8 @@ pub async fn listen_to_other_replicas(
                 }
             }
         }
+        // Until listening again, waiters look again every FALLBACK_RECHECK.
+        wakeups.set_listening(false);
         drop(listener);
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
@@ -253,6 +275,32 @@ mod tests {
         assert!(woken.as_mut().poll(&mut cx).is_ready());
         assert!(claim.as_mut().poll(&mut cx).is_ready());
         assert!(not_woken.as_mut().poll(&mut cx).is_pending());
+    }
+
+    /// A waiter that chose its wait under one value of `listening` is woken when it changes, so
+    /// none sleeps past the fallback re-check once the listener is lost.
+    #[test]
+    fn losing_or_regaining_the_listener_wakes_every_waiter() {
+        let wakeups = Wakeups::default();
+        assert!(
+            !wakeups.listening(),
+            "not listening until the listener connects"
+        );
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        for listening in [true, false] {
+            let session = wakeups.session("s1");
+            let long_poll = session.notified();
+            tokio::pin!(long_poll);
+            long_poll.as_mut().enable();
+            let claim = wakeups.inbox().notified();
+            tokio::pin!(claim);
+            claim.as_mut().enable();
+
+            wakeups.set_listening(listening);
+            assert_eq!(wakeups.listening(), listening);
+            assert!(long_poll.as_mut().poll(&mut cx).is_ready());
+            assert!(claim.as_mut().poll(&mut cx).is_ready());
+        }
     }
 
     #[test]
