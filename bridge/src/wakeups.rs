@@ -9,6 +9,8 @@
 //! covers whatever was sent in between. While a replica is not listening (before the first
 //! connection, and from a loss until the next), its waiters on PostgreSQL look again every
 //! [`FALLBACK_RECHECK`]; while it listens they do not, so 10,000 idle visitors cost no queries.
+//! A connection that dies without a word is noticed by the listener's heartbeat (a notification
+//! it sends itself every [`HEARTBEAT`]), after which it is treated as lost.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +29,42 @@ pub const CHANNEL: &str = "airlock_wakeup";
 /// On PostgreSQL, while this replica is not listening for the others' notifications, a waiting
 /// request looks again this often, so that another replica's write is seen within this delay.
 pub const FALLBACK_RECHECK: Duration = Duration::from_secs(5);
+
+/// How often the listener sends itself a notification, through another connection, and how long
+/// it waits to hear anything before it takes its connection for dead. A connection can die
+/// without a word (a NAT or firewall between the bridge and the database dropping it while it
+/// is quiet), and then only this notices.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// Whether the listener heard anything since its last heartbeat went out.
+#[derive(Debug, Default)]
+struct Heartbeat {
+    awaiting_echo: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Beat {
+    /// Send the next heartbeat.
+    Send,
+    /// Nothing came since the last one: the connection is taken for dead.
+    Silent,
+}
+
+impl Heartbeat {
+    fn beat(&mut self) -> Beat {
+        if self.awaiting_echo {
+            Beat::Silent
+        } else {
+            self.awaiting_echo = true;
+            Beat::Send
+        }
+    }
+
+    /// Any notification, the echo of a heartbeat or another replica's, shows the connection works.
+    fn heard(&mut self) {
+        self.awaiting_echo = false;
+    }
+}
 
 /// First wait before reconnecting a lost listener; doubles up to [`RECONNECT_MAX`].
 const RECONNECT_MIN: Duration = Duration::from_millis(250);
@@ -215,13 +253,33 @@ pub async fn listen_to_other_replicas(
         backoff = RECONNECT_MIN;
         // Whatever was sent before this LISTEN took effect is covered by waking everyone.
         wakeups.set_listening(true);
+        let mut heartbeat = Heartbeat::default();
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
         loop {
             let received = tokio::select! {
                 received = listener.try_recv() => received,
+                _ = beat.tick() => {
+                    if heartbeat.beat() == Beat::Silent {
+                        tracing::warn!(
+                            "the wake-up listener heard nothing, not even its own heartbeat, for {} s; reconnecting",
+                            HEARTBEAT.as_secs()
+                        );
+                        lost_once = true;
+                        break;
+                    }
+                    // A failure here means no echo, which the next beat notices.
+                    if let Err(err) = store.notify(CHANNEL, &wakeups.payload(&[])).await {
+                        tracing::debug!(error = %err, "could not send the listener's heartbeat");
+                    }
+                    continue;
+                }
                 _ = shutdown.cancelled() => return,
             };
             match received {
-                Ok(Some(notification)) => wakeups.apply(notification.payload()),
+                Ok(Some(notification)) => {
+                    heartbeat.heard();
+                    wakeups.apply(notification.payload());
+                }
                 // The connection dropped. Listen afresh rather than let sqlx reconnect on the
                 // next call: only then is it known when listening resumed.
                 Ok(None) => {
@@ -301,6 +359,38 @@ mod tests {
             assert!(long_poll.as_mut().poll(&mut cx).is_ready());
             assert!(claim.as_mut().poll(&mut cx).is_ready());
         }
+    }
+
+    /// A heartbeat goes out on each beat while something was heard since the last one; a beat
+    /// with nothing heard since the last heartbeat declares the connection dead.
+    #[test]
+    fn a_listener_that_hears_nothing_between_two_beats_is_taken_for_dead() {
+        let mut heartbeat = Heartbeat::default();
+        assert_eq!(heartbeat.beat(), Beat::Send);
+        heartbeat.heard();
+        assert_eq!(heartbeat.beat(), Beat::Send);
+        heartbeat.heard();
+        heartbeat.heard();
+        assert_eq!(heartbeat.beat(), Beat::Send);
+        assert_eq!(heartbeat.beat(), Beat::Silent);
+    }
+
+    /// The heartbeat's payload names no change: the replicas that hear it wake nobody.
+    #[test]
+    fn a_heartbeat_wakes_nobody() {
+        let sender = Wakeups::default();
+        let receiver = Wakeups::default();
+        let session = receiver.session("s1");
+        let long_poll = session.notified();
+        tokio::pin!(long_poll);
+        long_poll.as_mut().enable();
+        let claim = receiver.inbox().notified();
+        tokio::pin!(claim);
+        claim.as_mut().enable();
+        receiver.apply(&sender.payload(&[]));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(long_poll.as_mut().poll(&mut cx).is_pending());
+        assert!(claim.as_mut().poll(&mut cx).is_pending());
     }
 
     #[test]

@@ -233,12 +233,14 @@ impl Store {
                         max_attempts,
                         now,
                     )?;
-                    for (lease_id, _, attempt, _) in leased.iter().filter(|_| typing) {
-                        let started =
-                            sqlite_relay::stream_delta(conn, lease_id, &claimer.id, "", now)?;
-                        // A first delivery's session is in `touched` already.
-                        if *attempt > 1 {
-                            touched.push(started.session_id);
+                    if typing {
+                        for (lease_id, _, attempt, _) in &leased {
+                            let started =
+                                sqlite_relay::stream_delta(conn, lease_id, &claimer.id, "", now)?;
+                            // A first delivery's session is in `touched` already.
+                            if *attempt > 1 {
+                                touched.push(started.session_id);
+                            }
                         }
                     }
                     let items = leased
@@ -338,13 +340,15 @@ impl Store {
                 break;
             }
         }
-        for (lease_id, _, attempt, _) in leased.iter().filter(|_| typing) {
-            let started = self
-                .stream_delta_in_tx(&mut tx, lease_id, connector, "", now)
-                .await?;
-            // A first delivery's session is in `touched_sessions` already.
-            if *attempt > 1 {
-                outcome.touched_sessions.push(started.session_id);
+        if typing {
+            for (lease_id, _, attempt, _) in &leased {
+                let started = self
+                    .stream_delta_in_tx(&mut tx, lease_id, connector, "", now)
+                    .await?;
+                // A first delivery's session is in `touched_sessions` already.
+                if *attempt > 1 {
+                    outcome.touched_sessions.push(started.session_id);
+                }
             }
         }
         tx.commit().await?;
