@@ -21,9 +21,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderValue, Uri};
-use http_body_util::BodyExt;
-use http_body_util::combinators::MapFrame;
-use hyper::body::{Frame, Incoming};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
@@ -106,7 +104,7 @@ async fn serve_connection(
     // The router's own future, not one wrapped around it: hyper keeps a request's future, and
     // its allocation, for as long as the request is open (a long-poll, an event stream).
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let mut request = detach_head(request).map(detach_body);
+        let mut request = detach_head(request);
         request.extensions_mut().insert(ConnectInfo(peer));
         // A router is always ready, so calling it at once is what `oneshot` would do.
         app.clone().call(request)
@@ -156,18 +154,6 @@ fn detach_head<B>(request: hyper::Request<B>) -> hyper::Request<B> {
         parts.uri = uri;
     }
     hyper::Request::from_parts(parts, body)
-}
-
-/// A request body whose chunks are copied out of hyper's read buffer as they arrive.
-type DetachedBody = MapFrame<Incoming, fn(Frame<Bytes>) -> Frame<Bytes>>;
-
-/// `body` with each chunk copied out of hyper's read buffer, as the head is ([`detach_head`]):
-/// hyper hands out a body's chunks as slices of its read buffer, and while one is alive the
-/// buffer is shared and hyper cannot reuse it for its next read. A body is at most a few tens
-/// of KiB here (the API's limits), so the copy is cheap. It has not been enough: hyper still
-/// takes a new read buffer for most requests (docs/performance.md, "Fifth round").
-fn detach_body(body: Incoming) -> DetachedBody {
-    body.map_frame(|frame| frame.map_data(|data| Bytes::copy_from_slice(&data)))
 }
 
 /// Errors that concern one connection only (it was reset before it was accepted, say).
