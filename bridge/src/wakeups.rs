@@ -255,6 +255,10 @@ pub async fn listen_to_other_replicas(
         wakeups.set_listening(true);
         let mut heartbeat = Heartbeat::default();
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+        // Each beat a whole period after the last one was handled: ticks missed while a
+        // heartbeat was being sent (or the process stalled) must not come in a burst, which
+        // would find the echo missing before it had time to arrive.
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let received = tokio::select! {
                 received = listener.try_recv() => received,
