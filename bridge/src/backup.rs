@@ -9,7 +9,6 @@
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -21,7 +20,7 @@ use crate::app::open_store;
 use crate::cli::{ACTOR, print_json};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::store::latest_sqlite_migration;
+use crate::store::{latest_sqlite_migration, sqlite_file};
 
 /// The tables every Airlock SQLite database has (besides sqlx's migration table).
 const AIRLOCK_TABLES: [&str; 4] = ["_sqlx_migrations", "interfaces", "sessions", "messages"];
@@ -297,17 +296,16 @@ fn configured_sqlite_file(config: &Config) -> anyhow::Result<Option<PathBuf>> {
     if !url.starts_with("sqlite:") {
         return Ok(None);
     }
-    let options = SqliteConnectOptions::from_str(&url).with_context(|| {
+    let file = sqlite_file(&url).with_context(|| {
         format!(
             "cannot read the database URL {}",
             config.database_url_for_display()
         )
     })?;
-    let file = options.get_filename();
-    if file.as_os_str().is_empty() || file == Path::new(":memory:") {
-        bail!("an in-memory SQLite database cannot be backed up or restored");
+    match file {
+        Some(file) => Ok(Some(file)),
+        None => bail!("an in-memory SQLite database cannot be backed up or restored"),
     }
-    Ok(Some(file.to_path_buf()))
 }
 
 /// Opens `path` read-only and checks it is a sound Airlock SQLite database this bridge can run.

@@ -13,14 +13,14 @@ use std::time::Duration;
 use airlock_shared::admin::AdminEvent;
 use airlock_shared::connector::{ClaimedItem, FailOutcome};
 use airlock_shared::{Message, time_from_millis};
-use tokio::sync::broadcast;
 use tokio::sync::futures::Notified;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AGENT_ONLINE_WINDOW_MS;
 use crate::clock::Clock;
 use crate::store::{Backend, ConnectorRow, DeadLettered, Store, StoreError, snippet};
-use crate::wakeups::{CHANNEL, Change, FALLBACK_RECHECK, Wakeups};
+use crate::wakeups::{Change, FALLBACK_RECHECK, Unannounced, Wakeups, announce_to_other_replicas};
 
 /// How often expired last-attempt leases are dead-lettered without waiting for a claim.
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
@@ -37,11 +37,6 @@ pub const DAY_MS: i64 = 86_400_000;
 
 /// Largest batch of messages one long-poll answer carries.
 const MESSAGE_PAGE: u32 = 200;
-
-/// How many times a `NOTIFY` to the other replicas is tried, the first retry after
-/// [`NOTIFY_RETRY`] and each later one after four times the last pause.
-const NOTIFY_ATTEMPTS: u32 = 3;
-const NOTIFY_RETRY: Duration = Duration::from_millis(100);
 
 /// Errors of relay operations are storage errors.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -60,6 +55,8 @@ pub struct Relay {
     connectors_online: Arc<Mutex<HashMap<String, (String, i64)>>>,
     /// Days of inactivity after which sessions are deleted; 0 keeps them.
     retention_days: u32,
+    /// Where changes go to be announced to the other replicas (PostgreSQL only).
+    announcer: Option<mpsc::UnboundedSender<Unannounced>>,
 }
 
 impl Relay {
@@ -69,14 +66,25 @@ impl Relay {
         shutdown: CancellationToken,
         admin_events: broadcast::Sender<AdminEvent>,
     ) -> Self {
+        let wakeups = Arc::new(Wakeups::default());
+        let announcer = (store.backend() == Backend::Postgres).then(|| {
+            let (announcer, queue) = mpsc::unbounded_channel();
+            tokio::spawn(announce_to_other_replicas(
+                store.clone(),
+                wakeups.clone(),
+                queue,
+            ));
+            announcer
+        });
         Relay {
             store,
             clock,
-            wakeups: Arc::new(Wakeups::default()),
+            wakeups,
             shutdown,
             admin_events,
             connectors_online: Arc::default(),
             retention_days: 0,
+            announcer,
         }
     }
 
@@ -264,40 +272,19 @@ impl Relay {
         }
     }
 
-    /// Wakes the waiters for `changes` on this replica at once and, on PostgreSQL, on the others
-    /// through `NOTIFY`. Called after the write committed. The notification is sent from a task
-    /// of its own, so it goes out even when the request that wrote is dropped (its client went
-    /// away) and the writer's answer does not wait for it.
+    /// Wakes the waiters for `changes` on this replica at once and, on PostgreSQL, queues them
+    /// for the other replicas (see [`announce_to_other_replicas`]). Called after the write
+    /// committed. The notification goes out from a task of its own, so it is sent even when the
+    /// request that wrote is dropped (its client went away), and the writer's answer does not
+    /// wait for it.
     fn changed(&self, changes: &[Change<'_>]) {
         self.wakeups.changed(changes);
-        if self.store.backend() != Backend::Postgres {
-            return;
+        if let Some(announcer) = &self.announcer {
+            let mut unannounced = Unannounced::default();
+            unannounced.add(changes);
+            // Refused only once the announcer has stopped: the bridge is shutting down.
+            let _ = announcer.send(unannounced);
         }
-        let payload = self.wakeups.payload(changes);
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            // A listening replica does not look again by itself, so a notification that cannot
-            // be sent is tried again a few times before its waiters are left to their deadline.
-            let mut pause = NOTIFY_RETRY;
-            for attempt in 1..=NOTIFY_ATTEMPTS {
-                match store.notify(CHANNEL, &payload).await {
-                    Ok(()) => return,
-                    // Shutting down: the pool closed under a write's last notification.
-                    Err(StoreError::Database(sqlx::Error::PoolClosed)) => return,
-                    Err(err) if attempt == NOTIFY_ATTEMPTS => tracing::warn!(
-                        error = %err,
-                        "could not notify the other replicas; their waiters see this change when \
-                         their wait ends (at most {} s) or their listener reconnects",
-                        airlock_shared::MAX_CLAIM_WAIT_SECS
-                    ),
-                    Err(err) => {
-                        tracing::debug!(error = %err, attempt, "could not notify the other replicas; trying again");
-                        tokio::time::sleep(pause).await;
-                        pause *= 4;
-                    }
-                }
-            }
-        });
     }
 
     /// Until shutdown: wakes this replica's waiters for the changes other replicas announce
@@ -387,8 +374,18 @@ impl Relay {
             .store
             .reply(lease_id, connector, text, self.now())
             .await?;
-        // The session's next message, if any, is now at the head of its queue.
-        self.changed(&[Change::Session(&write.session_id), Change::Inbox]);
+        self.changed(&[Change::Session(&write.session_id)]);
+        // The session's next message, if any, is now at the head of its queue: only then is
+        // there something new for the waiting claims, which would otherwise each look in vain.
+        // If that cannot be read, they look.
+        if self
+            .store
+            .has_pending(&write.session_id)
+            .await
+            .unwrap_or(true)
+        {
+            self.changed(&[Change::Inbox]);
+        }
         self.publish_message(&write.session_id, &write.value);
         Ok(write.value)
     }

@@ -12,15 +12,15 @@
 //! A connection that dies without a word is noticed by the listener's heartbeat (a notification
 //! it sends itself every [`HEARTBEAT`]), after which it is treated as lost.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::tokens::new_id;
 
 /// The PostgreSQL channel replicas announce changes on.
@@ -214,6 +214,85 @@ impl Wakeups {
     }
 }
 
+/// Changes not yet announced to the other replicas, merged: each session named once.
+#[derive(Debug, Default)]
+pub struct Unannounced {
+    inbox: bool,
+    sessions: BTreeSet<String>,
+}
+
+impl Unannounced {
+    pub fn add(&mut self, changes: &[Change<'_>]) {
+        for change in changes {
+            match change {
+                Change::Inbox => self.inbox = true,
+                Change::Session(session_id) => {
+                    self.sessions.insert((*session_id).to_owned());
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Unannounced) {
+        self.inbox |= other.inbox;
+        self.sessions.extend(other.sessions);
+    }
+
+    fn changes(&self) -> Vec<Change<'_>> {
+        let inbox = self.inbox.then_some(Change::Inbox);
+        inbox
+            .into_iter()
+            .chain(self.sessions.iter().map(|id| Change::Session(id)))
+            .collect()
+    }
+}
+
+/// How many times a `NOTIFY` to the other replicas is tried, the first retry after
+/// [`NOTIFY_RETRY`] and each later one after four times the last pause.
+const NOTIFY_ATTEMPTS: u32 = 3;
+const NOTIFY_RETRY: Duration = Duration::from_millis(100);
+
+/// Until the last sender of `queue` is gone: announces this replica's changes to the others
+/// (PostgreSQL). One `NOTIFY` is sent at a time, carrying every change queued while the one
+/// before was on its way, so that under load one notification (a transaction with a commit of
+/// its own) covers many writes instead of one each; a change made while none is on its way goes
+/// out at once.
+pub async fn announce_to_other_replicas(
+    store: Store,
+    wakeups: Arc<Wakeups>,
+    mut queue: mpsc::UnboundedReceiver<Unannounced>,
+) {
+    let mut queued = Vec::new();
+    while queue.recv_many(&mut queued, 256).await > 0 {
+        let mut batch = Unannounced::default();
+        for changes in queued.drain(..) {
+            batch.merge(changes);
+        }
+        let payload = wakeups.payload(&batch.changes());
+        // A listening replica does not look again by itself, so a notification that cannot be
+        // sent is tried again a few times before its waiters are left to their deadline.
+        let mut pause = NOTIFY_RETRY;
+        for attempt in 1..=NOTIFY_ATTEMPTS {
+            match store.notify(CHANNEL, &payload).await {
+                Ok(()) => break,
+                // Shutting down: the pool closed under the last notifications.
+                Err(StoreError::Database(sqlx::Error::PoolClosed)) => return,
+                Err(err) if attempt == NOTIFY_ATTEMPTS => tracing::warn!(
+                    error = %err,
+                    "could not notify the other replicas; their waiters see this change when \
+                     their wait ends (at most {} s) or their listener reconnects",
+                    airlock_shared::MAX_CLAIM_WAIT_SECS
+                ),
+                Err(err) => {
+                    tracing::debug!(error = %err, attempt, "could not notify the other replicas; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 4;
+                }
+            }
+        }
+    }
+}
+
 /// Until `shutdown`: listens on [`CHANNEL`] and wakes this replica's waiters for what other
 /// replicas announce. A lost connection is re-opened with back-off, and every (re)connect wakes
 /// everything once, since notifications sent meanwhile are gone. Returns at once on SQLite.
@@ -395,6 +474,26 @@ mod tests {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(long_poll.as_mut().poll(&mut cx).is_pending());
         assert!(claim.as_mut().poll(&mut cx).is_pending());
+    }
+
+    /// Changes queued while a notification was on its way go out together, each session once.
+    #[test]
+    fn queued_changes_are_announced_together_each_once() {
+        let mut batch = Unannounced::default();
+        let mut more = Unannounced::default();
+        batch.add(&[Change::Session("s2"), Change::Session("s1")]);
+        more.add(&[Change::Session("s1"), Change::Inbox]);
+        batch.merge(more);
+        assert_eq!(
+            batch.changes(),
+            [Change::Inbox, Change::Session("s1"), Change::Session("s2")]
+        );
+        let wakeups = Wakeups::default();
+        assert!(
+            wakeups
+                .payload(&batch.changes())
+                .ends_with(" inbox session:s1 session:s2")
+        );
     }
 
     #[test]

@@ -540,6 +540,109 @@ mod cases {
         assert_eq!(partial.text, "");
     }
 
+    /// A claim that leases one item and must dead-letter the next on the way does both, once
+    /// each (on PostgreSQL the one-statement claim gives the whole claim back to the slower one).
+    pub async fn a_claim_leases_and_dead_letters_in_one_call(store: Store) {
+        let ifc = interface(&store, "support").await;
+        let waiting = session(&store, &ifc, T0).await;
+        let abandoned = session(&store, &ifc, T0).await;
+        let c = connector(&store, "agent", &[]).await;
+        let fresh = store
+            .send_user_message(&waiting.id, "1", "waiting", &[], None, T0)
+            .await
+            .unwrap();
+        let doomed = store
+            .send_user_message(&abandoned.id, "1", "doomed", &[], None, T0 + 1)
+            .await
+            .unwrap();
+        let next = store
+            .send_user_message(&abandoned.id, "2", "after it", &[], None, T0 + 2)
+            .await
+            .unwrap();
+        // The waiting session's item is leased to a connector that holds it; the abandoned
+        // session's item runs out of leases.
+        let mut now = T0 + 10;
+        let first = store.claim(&c, 1, LEASE, 20, false, now).await.unwrap();
+        assert_eq!(first.items[0].message.id, fresh.message.id);
+        let held = first.items[0].lease_id.clone();
+        for attempt in 1..=3 {
+            let items = store
+                .claim(&c, 1, LEASE, 20, false, now)
+                .await
+                .unwrap()
+                .items;
+            assert_eq!(items[0].message.id, doomed.message.id);
+            assert_eq!(items[0].attempt, attempt);
+            now += LEASE + 1;
+            // The held lease is renewed, so only the abandoned one runs out.
+            store
+                .extend_lease(&held, &c, 10 * LEASE, now)
+                .await
+                .unwrap();
+        }
+        // A message in a third session, older than the one to dead-letter, so that the claim
+        // leases it before it comes to the dead letter.
+        let third = session(&store, &ifc, T0).await;
+        let older = store
+            .send_user_message(&third.id, "1", "older", &[], None, T0 - 1)
+            .await
+            .unwrap();
+        let claim = store.claim(&c, 5, LEASE, 20, true, now).await.unwrap();
+        let mut leased: Vec<&str> = claim.items.iter().map(|i| i.message.id.as_str()).collect();
+        leased.sort_unstable();
+        let mut expected = vec![older.message.id.as_str(), next.message.id.as_str()];
+        expected.sort_unstable();
+        assert_eq!(
+            leased, expected,
+            "the older item and the one behind the dead letter"
+        );
+        assert!(claim.items.iter().all(|i| i.attempt == 1));
+        assert_eq!(claim.dead_lettered.len(), 1);
+        assert_eq!(claim.dead_lettered[0].message_id, doomed.message.id);
+        for s in [&third.id, &abandoned.id] {
+            assert!(claim.touched_sessions.contains(s), "{s} changed");
+        }
+        // The older item's log changed once for the lease and once for the typing reply.
+        let log = store.transcript(&third.id).await.unwrap();
+        assert_eq!(
+            log.len(),
+            2,
+            "the message and one empty streaming reply: {log:?}"
+        );
+        assert_eq!(log[0].status, MessageStatus::Processing);
+        assert_eq!(log[1].status, MessageStatus::Streaming);
+        assert_eq!((log[0].rev, log[1].rev), (2, 3));
+        assert_eq!(store.dead_letters(10).await.unwrap().len(), 1);
+    }
+
+    /// After a reply, the relay wakes waiting claims only if the session has more to deliver.
+    pub async fn a_session_has_pending_items_until_its_last_is_answered(store: Store) {
+        let ifc = interface(&store, "support").await;
+        let s = session(&store, &ifc, T0).await;
+        let c = connector(&store, "agent", &[]).await;
+        assert!(!store.has_pending(&s.id).await.unwrap());
+        for (client_id, text) in [("1", "first"), ("2", "second")] {
+            store
+                .send_user_message(&s.id, client_id, text, &[], None, T0)
+                .await
+                .unwrap();
+        }
+        for (answer, more) in [("one", true), ("two", false)] {
+            assert!(store.has_pending(&s.id).await.unwrap());
+            let item = store.claim(&c, 1, LEASE, 20, false, T0 + 1).await.unwrap();
+            assert!(store.has_pending(&s.id).await.unwrap(), "leased is pending");
+            store
+                .reply(&item.items[0].lease_id, &c, answer, T0 + 2)
+                .await
+                .unwrap();
+            assert_eq!(
+                store.has_pending(&s.id).await.unwrap(),
+                more,
+                "after {answer}"
+            );
+        }
+    }
+
     pub async fn an_item_is_dead_lettered_after_max_attempts(store: Store) {
         assert_eq!(store.max_attempts(), 3);
         let ifc = interface(&store, "support").await;
@@ -1603,6 +1706,17 @@ mod cases {
 }
 
 #[tokio::test]
+async fn an_in_memory_sqlite_database_is_refused() {
+    for url in ["sqlite::memory:", "sqlite://airlock.db?mode=memory"] {
+        let err = Store::connect(url, &StoreOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::InMemorySqlite), "{url}: {err:?}");
+        assert!(err.to_string().contains("give a file"), "{err}");
+    }
+}
+
+#[tokio::test]
 async fn sqlite_durability_follows_the_setting() {
     use airlock_bridge::store::SqliteSync;
     for (sync, expected) in [(SqliteSync::Normal, "normal"), (SqliteSync::Full, "full")] {
@@ -1664,6 +1778,8 @@ conformance!(
     a_claim_with_typing_starts_each_reply_with_its_lease,
     fail_with_retry_backs_off_and_keeps_the_session_in_order,
     an_item_is_dead_lettered_after_max_attempts,
+    a_claim_leases_and_dead_letters_in_one_call,
+    a_session_has_pending_items_until_its_last_is_answered,
     the_reaper_dead_letters_an_abandoned_last_attempt,
     a_scoped_connector_claims_only_its_interfaces,
     sessions_resume_with_their_resume_token,

@@ -148,6 +148,7 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "not_dead_lettered", message)
             }
             StoreError::UnsupportedUrl(_)
+            | StoreError::InMemorySqlite
             | StoreError::Database(_)
             | StoreError::Sqlite(_)
             | StoreError::Writer(_)

@@ -20,6 +20,7 @@ mod compat;
 mod connectors;
 mod interfaces;
 mod notify;
+mod pg_relay;
 mod readers;
 mod relay;
 mod retention;
@@ -44,10 +45,13 @@ use std::time::Duration;
 
 use airlock_shared::{Message, MessageStatus, Role, time_from_millis};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 
 /// A write transaction on either backend (see [`Store::begin`]).
 type Tx = Transaction<'static, Any>;
+
+/// How long a PostgreSQL connection may have been idle before it is pinged before use.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Which database engine a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +81,11 @@ pub enum StoreError {
     NotDeadLettered(String),
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    #[error(
+        "an in-memory SQLite database is not supported: each of the bridge's connections would \
+         see a database of its own, and nothing would outlive the process; give a file"
+    )]
+    InMemorySqlite,
     #[error("database error")]
     Database(#[from] sqlx::Error),
     /// From SQLite's writer thread (see `writer`).
@@ -176,6 +185,10 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
+        let file = match backend {
+            Backend::Sqlite => Some(sqlite_file(url)?.ok_or(StoreError::InMemorySqlite)?),
+            Backend::Postgres => None,
+        };
         let connect_options = AnyConnectOptions::from_str(url)?;
         let listen_options = match backend {
             Backend::Postgres => Some(sqlx::postgres::PgConnectOptions::from_str(url)?),
@@ -197,15 +210,24 @@ impl Store {
                 let pool = AnyPoolOptions::new()
                     .max_connections(options.max_connections.max(2))
                     .acquire_timeout(Duration::from_secs(10))
+                    // A connection can break (the server restarted, a firewall dropped it while
+                    // quiet). One that was idle a while is pinged before use, and replaced if it
+                    // does not answer; one in use within the last second is taken as working,
+                    // which spares every query of a busy bridge a round trip of its own.
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for < PING_WHEN_IDLE_FOR {
+                                return Ok(true);
+                            }
+                            Ok(conn.ping().await.is_ok())
+                        })
+                    })
                     .connect_with(connect_options)
                     .await?;
                 POSTGRES_MIGRATIONS.run(&pool).await?;
                 (pool.clone(), pool)
             }
-        };
-        let file = match backend {
-            Backend::Sqlite => sqlite_file(url)?,
-            Backend::Postgres => None,
         };
         let writer = file
             .as_deref()
@@ -357,10 +379,16 @@ fn sqlite_pool(max: u32, sync: SqliteSync) -> AnyPoolOptions {
 }
 
 /// The file of an SQLite database URL; `None` for an in-memory database.
-fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>> {
+pub fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>> {
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    // Read the way sqlx reads it: `sqlite::memory:`, or `mode=memory` among the parameters.
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory = path == ":memory:"
+        || url::form_urlencoded::parse(params.as_bytes())
+            .any(|(key, value)| key == "mode" && value == "memory");
     let file = options.get_filename();
-    Ok((!file.as_os_str().is_empty() && file != Path::new(":memory:")).then(|| file.to_path_buf()))
+    Ok((!in_memory && !file.as_os_str().is_empty()).then(|| file.to_path_buf()))
 }
 
 /// Hides the password of a database URL for messages and logs.

@@ -1,5 +1,6 @@
 //! SQLite's hot reads — a visitor's session by token, a message by `client_id`, the messages
-//! after a cursor, the interface configuration CORS checks, when a waiting claim is next due —
+//! after a cursor, the interface configuration CORS checks, when a waiting claim is next due,
+//! whether a session has an unfinished item —
 //! on `rusqlite` connections of their own, run on the calling thread.
 //!
 //! Why: sqlx runs every SQLite connection on a thread of its own, so each read was a hand-off to
@@ -18,7 +19,7 @@ use airlock_shared::Message;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, named_params};
 
 use super::interfaces::INTERFACE_CONFIG_BY_SESSION;
-use super::relay::NEXT_DUE;
+use super::relay::{HAS_PENDING, NEXT_DUE};
 use super::sessions::{MESSAGE_BY_CLIENT_ID, MESSAGES_AFTER, SESSION_FOR_TOKEN};
 use super::sqlite_relay::{message_row, session_row};
 use super::{Result, SessionRow};
@@ -152,6 +153,16 @@ impl Readers {
             Ok(conn
                 .prepare_cached(NEXT_DUE)?
                 .query_row(named_params! {"$1": now}, |row| row.get(0))?)
+        })
+    }
+
+    pub fn has_pending(&self, session_id: &str) -> Result<bool> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(HAS_PENDING)?
+                .query_row(named_params! {"$1": session_id}, |_| Ok(()))
+                .optional()?
+                .is_some())
         })
     }
 }

@@ -13,6 +13,8 @@ use airlock_shared::admin::DeadLetter;
 use airlock_shared::connector::{ClaimedItem, FailOutcome, SessionContext};
 use airlock_shared::{Message, time_from_millis};
 
+use super::pg_relay::{self, PgLeased};
+use super::sessions::select_sessions;
 use super::{
     Backend, ConnectorRow, InterfaceConfig, MessageRow, Result, SessionRow, Store, StoreError, Tx,
     message_columns, message_in_tx, next_rev, sqlite_relay,
@@ -192,6 +194,10 @@ macro_rules! select_lease {
 }
 pub(super) use select_lease;
 
+/// See [`Store::has_pending`].
+pub(super) const HAS_PENDING: &str =
+    "SELECT 1 FROM inbox WHERE session_id = $1 AND state IN ('queued', 'leased') LIMIT 1";
+
 /// See [`Store::next_due`].
 pub(super) const NEXT_DUE: &str = "SELECT MIN(CASE WHEN state = 'queued' THEN not_before ELSE leased_until END) \
      FROM inbox WHERE state IN ('queued', 'leased') \
@@ -258,9 +264,35 @@ impl Store {
             outcome.dead_lettered = dead;
             return Ok(outcome);
         }
-        let leased = self
-            .lease_in_tx(connector, max, lease_ms, typing, now, &mut outcome)
-            .await?;
+        // PostgreSQL: one round trip, unless an item must be dead-lettered first.
+        let claimer = (connector.id.as_str(), connector.all_interfaces);
+        let made = pg_relay::claim(
+            &self.write,
+            claimer,
+            max,
+            lease_ms,
+            self.max_attempts,
+            typing,
+            now,
+        )
+        .await?;
+        let leased = match made {
+            Some(made) => made
+                .into_iter()
+                .map(|PgLeased { leased, session_id }| {
+                    // A first delivery changes the visitor's message; with `typing` every one
+                    // starts a reply.
+                    if leased.2 == 1 || typing {
+                        outcome.touched_sessions.push(session_id);
+                    }
+                    leased
+                })
+                .collect(),
+            None => {
+                self.lease_in_tx(connector, max, lease_ms, typing, now, &mut outcome)
+                    .await?
+            }
+        };
         for leased in leased {
             outcome
                 .items
@@ -269,9 +301,9 @@ impl Store {
         Ok(outcome)
     }
 
-    /// The leasing half of [`Store::claim`], through sqlx (PostgreSQL, or SQLite without a
-    /// writer thread): the leases made (their replies started with `typing`), with the touched
-    /// sessions and dead letters in `outcome`.
+    /// The leasing half of [`Store::claim`] on PostgreSQL when an item must be dead-lettered on
+    /// the way (`pg_relay::claim` leaves that case here): the leases made (their replies started
+    /// with `typing`), with the touched sessions and dead letters in `outcome`.
     async fn lease_in_tx(
         &self,
         connector: &ConnectorRow,
@@ -282,11 +314,8 @@ impl Store {
         outcome: &mut ClaimOutcome,
     ) -> Result<Vec<Leased>> {
         let mut tx = self.begin().await?;
-        let sql = match self.backend {
-            Backend::Sqlite => claim_candidates!(),
-            // Several bridges on one PostgreSQL: each candidate row goes to one claimer only.
-            Backend::Postgres => concat!(claim_candidates!(), " FOR UPDATE OF i SKIP LOCKED"),
-        };
+        // Several bridges on one database: each candidate row goes to one claimer only.
+        let sql = concat!(claim_candidates!(), " FOR UPDATE OF i SKIP LOCKED");
         // Dead-lettering a session's head makes its next item claimable: look again, a bounded
         // number of times, until nothing more was dead-lettered or the batch is full.
         let mut leased = Vec::new();
@@ -364,27 +393,38 @@ impl Store {
             message: MessageRow,
             context: Option<String>,
         }
+        /// The session with its interface's configuration.
+        #[derive(sqlx::FromRow)]
+        struct WithConfig {
+            #[sqlx(flatten)]
+            session: SessionRow,
+            config: String,
+        }
+        // One connection for the three reads: the pool checks a connection once, not per read.
+        let mut conn = self.read.acquire().await?;
         let WithContext { message, context } = sqlx::query_as(concat!(
             "SELECT ",
             message_columns!(),
             ", m.context FROM messages m WHERE m.id = $1"
         ))
         .bind(&leased.1)
-        .fetch_one(&self.read)
+        .fetch_one(&mut *conn)
         .await?;
-        let session = self
-            .session(&message.session_id)
-            .await?
-            .ok_or(StoreError::NotFound("session"))?;
-        let config: String = sqlx::query_scalar("SELECT config FROM interfaces WHERE id = $1")
-            .bind(&session.interface_id)
-            .fetch_one(&self.read)
-            .await?;
+        let WithConfig { session, config } = sqlx::query_as(concat!(
+            "SELECT x.*, (SELECT f.config FROM interfaces f WHERE f.id = x.interface_id) AS config \
+             FROM (",
+            select_sessions!(),
+            " WHERE s.id = $1) x"
+        ))
+        .bind(&message.session_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound("session"))?;
         let mut earlier: Vec<MessageRow> = sqlx::query_as(claim_history!())
             .bind(&message.session_id)
             .bind(message.seq)
             .bind(i64::from(history))
-            .fetch_all(&self.read)
+            .fetch_all(&mut *conn)
             .await?;
         earlier.reverse();
         Ok(ClaimParts {
@@ -407,6 +447,19 @@ impl Store {
             .bind(now)
             .fetch_one(&self.read)
             .await?)
+    }
+
+    /// Whether `session_id` has an unfinished item (queued, or leased): after its head item was
+    /// answered, whether the connectors have something new to claim.
+    pub async fn has_pending(&self, session_id: &str) -> Result<bool> {
+        if let Some(readers) = &self.readers {
+            return readers.has_pending(session_id);
+        }
+        let found: Option<i64> = sqlx::query_scalar(HAS_PENDING)
+            .bind(session_id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(found.is_some())
     }
 
     /// Locks and checks a lease for a write by `connector`. `Ok(None)` means the item is done and
@@ -557,47 +610,12 @@ impl Store {
                 .run(move |conn| sqlite_relay::reply(conn, &lease_id, &connector_id, &text, now))
                 .await;
         }
-        let mut tx = self.begin().await?;
-        let lease = self.lease_for_write(&mut tx, lease_id, connector).await?;
-        let outbox = outbox_row(&mut tx, &lease.message_id).await?;
-        match lease.state.as_str() {
-            "done" => {
-                let out = outbox.ok_or(StoreError::ItemFinished("answered"))?;
-                let message = message_in_tx(&mut tx, &out.message_id).await?;
-                return Ok(LeaseWrite {
-                    session_id: lease.session_id,
-                    item_id: lease.message_id,
-                    value: message,
-                });
-            }
-            "leased" => {}
-            _ => require_leased(&lease)?,
-        }
-        let reply = NewReply {
-            session_id: &lease.session_id,
-            inbox_id: &lease.message_id,
-            lease_id,
-            text,
-            status: "complete",
-            error: None,
-        };
-        let message_id = write_reply(&mut tx, reply, outbox.as_ref(), now).await?;
-        sqlx::query(
-            "UPDATE inbox SET state = 'done', leased_until = NULL, updated_at = $1 \
-             WHERE message_id = $2",
-        )
-        .bind(now)
-        .bind(&lease.message_id)
-        .execute(&mut *tx)
-        .await?;
-        let rev = next_rev(&mut tx, &lease.session_id, false, now).await?;
-        set_message_status(&mut tx, &lease.message_id, "answered", rev, now).await?;
-        let message = message_in_tx(&mut tx, &message_id).await?;
-        tx.commit().await?;
+        let reply = pg_relay::reply(&self.write, lease_id, &connector.id, text, now).await?;
         Ok(LeaseWrite {
-            session_id: lease.session_id,
-            item_id: lease.message_id,
-            value: message,
+            session_id: reply.session_id.clone(),
+            // A reply answers its inbox item.
+            item_id: reply.reply_to.clone().unwrap_or_default(),
+            value: reply.into_message(),
         })
     }
 

@@ -4,8 +4,8 @@ use airlock_shared::admin::{SessionSummary, VisitorIdentity};
 use airlock_shared::{AttachmentRef, Message, time_from_millis};
 
 use super::{
-    MessageRow, Result, Store, StoreError, Tx, is_unique_violation, message_columns, message_in_tx,
-    next_rev,
+    Backend, MessageRow, Result, Store, StoreError, Tx, is_unique_violation, message_columns,
+    message_in_tx, next_rev,
 };
 use crate::tokens::new_id;
 
@@ -524,6 +524,23 @@ impl Store {
         context: Option<&serde_json::Value>,
         now: i64,
     ) -> Result<SendOutcome> {
+        if self.backend == Backend::Postgres && attachments.is_empty() {
+            // One round trip: the steps below as a server-side function.
+            let context = context.map(|c| c.to_string());
+            let (message, created) = super::pg_relay::send(
+                &self.write,
+                session_id,
+                client_id,
+                text,
+                context.as_deref(),
+                now,
+            )
+            .await?;
+            return Ok(SendOutcome {
+                message: message.into_message(),
+                created,
+            });
+        }
         let mut tx = self.begin().await?;
         let existing: Option<MessageRow> = sqlx::query_as(concat!(
             "SELECT ",

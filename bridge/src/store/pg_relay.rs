@@ -1,0 +1,149 @@
+//! The relay's hot writes on PostgreSQL — a visitor's message, a claim's leases (with the typing
+//! signal) and the final reply — as calls of the server-side functions of
+//! `migrations/postgres/0007_relay_functions.sql`: one statement, one round trip and one commit
+//! each, where the same steps through sqlx took one round trip per statement (ten to fifteen).
+//!
+//! The functions take the steps of the sqlx versions in `relay.rs` and `sessions.rs`, which stay
+//! for what the functions leave to them: a message with attachments, and a claim that must
+//! dead-letter an item first. `tests/store_conformance.rs` holds all of them to one behaviour.
+
+use sqlx::AnyPool;
+
+use super::relay::{Leased, rendered};
+use super::{MessageRow, Result, StoreError};
+use crate::tokens::new_id;
+
+/// The SQLSTATE with which the functions refuse a call; the message says why.
+const REFUSED: &str = "AL000";
+
+/// The message of a claim that must dead-letter an item before it can lease.
+const NEEDS_DEAD_LETTER: &str = "claim_needs_dead_letter";
+
+/// The store's error for a refusal raised by a function, or the database error as it is.
+fn refusal(err: sqlx::Error) -> StoreError {
+    let sqlx::Error::Database(db) = &err else {
+        return err.into();
+    };
+    if db.code().as_deref() != Some(REFUSED) {
+        return err.into();
+    }
+    match db.message().split_once(':').unwrap_or((db.message(), "")) {
+        ("not_found", "session") => StoreError::NotFound("session"),
+        ("not_found", _) => StoreError::NotFound("lease"),
+        ("client_id_reused", _) => StoreError::ClientIdReused,
+        ("session_closed", status) => StoreError::SessionClosed(status.to_owned()),
+        ("lease_superseded", _) => StoreError::LeaseSuperseded,
+        ("item_finished", "dead-lettered") => StoreError::ItemFinished("dead-lettered"),
+        ("item_finished", _) => StoreError::ItemFinished("answered"),
+        _ => err.into(),
+    }
+}
+
+/// A visitor's message without attachments (see `Store::send_user_message`): the stored message,
+/// and whether this call stored it (else the same `client_id` had stored it before).
+pub(super) async fn send(
+    pool: &AnyPool,
+    session_id: &str,
+    client_id: &str,
+    text: &str,
+    context: Option<&str>,
+    now: i64,
+) -> Result<(MessageRow, bool)> {
+    let id = new_id("msg");
+    let message: MessageRow = sqlx::query_as("SELECT * FROM airlock_send($1, $2, $3, $4, $5, $6)")
+        .bind(session_id)
+        .bind(client_id)
+        .bind(text)
+        .bind(context)
+        .bind(&id)
+        .bind(now)
+        .fetch_one(pool)
+        .await
+        .map_err(refusal)?;
+    let created = message.id == id;
+    Ok((message, created))
+}
+
+/// A lease the claim function made, with the session of its item.
+pub(super) struct PgLeased {
+    pub leased: Leased,
+    pub session_id: String,
+}
+
+/// One row of `airlock_claim`.
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    lease_id: String,
+    message_id: String,
+    session_id: String,
+    attempt: i64,
+    leased_until: i64,
+}
+
+/// Leases up to `max` items (see `Store::claim`). `None`: an item must be dead-lettered first,
+/// which the function leaves to the sqlx version; nothing was changed.
+pub(super) async fn claim(
+    pool: &AnyPool,
+    claimer: (&str, bool),
+    max: u32,
+    lease_ms: i64,
+    max_attempts: u32,
+    typing: bool,
+    now: i64,
+) -> Result<Option<Vec<PgLeased>>> {
+    let (connector_id, all_interfaces) = claimer;
+    // Two ids per item: its lease's and its reply's.
+    let ids: Vec<String> = (0..max)
+        .flat_map(|_| [new_id("lse"), new_id("msg")])
+        .collect();
+    let rows: Result<Vec<ClaimRow>, sqlx::Error> = sqlx::query_as(
+        "SELECT lease_id, message_id, session_id, attempt, leased_until \
+         FROM airlock_claim($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(connector_id)
+    .bind(i64::from(all_interfaces))
+    .bind(i64::from(max))
+    .bind(lease_ms)
+    .bind(i64::from(max_attempts))
+    .bind(typing)
+    .bind(ids.join(" "))
+    .bind(now)
+    .fetch_all(pool)
+    .await;
+    match rows {
+        Ok(rows) => Ok(Some(
+            rows.into_iter()
+                .map(|row| PgLeased {
+                    leased: (row.lease_id, row.message_id, row.attempt, row.leased_until),
+                    session_id: row.session_id,
+                })
+                .collect(),
+        )),
+        Err(sqlx::Error::Database(db))
+            if db.code().as_deref() == Some(REFUSED) && db.message() == NEEDS_DEAD_LETTER =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(refusal(err)),
+    }
+}
+
+/// Stores the final reply and finishes the item (see `Store::reply`); returns the reply.
+pub(super) async fn reply(
+    pool: &AnyPool,
+    lease_id: &str,
+    connector_id: &str,
+    text: &str,
+    now: i64,
+) -> Result<MessageRow> {
+    sqlx::query_as("SELECT * FROM airlock_reply($1, $2, $3, $4, $5, $6)")
+        .bind(lease_id)
+        .bind(connector_id)
+        .bind(text)
+        .bind(rendered(text))
+        .bind(new_id("msg"))
+        .bind(now)
+        .fetch_one(pool)
+        .await
+        .map_err(refusal)
+}
