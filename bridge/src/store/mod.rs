@@ -6,7 +6,8 @@
 //! and the few places where the engines differ (`FOR UPDATE SKIP LOCKED`, `BEGIN IMMEDIATE`) branch
 //! on [`Backend`]. On SQLite the relay's hot writes run instead on a writer thread of their own
 //! (`writer`, `sqlite_relay`), with the same steps, and its hot reads on `rusqlite` connections on
-//! the calling thread (`readers`). The conformance suite in
+//! the calling thread (`readers`); on PostgreSQL the hot writes are server-side functions, one
+//! round trip each (`pg_relay`). The conformance suite in
 //! `tests/store_conformance.rs` runs unchanged on both.
 //!
 //! Every method that depends on time takes `now` (epoch milliseconds) from the caller, so tests move
