@@ -38,6 +38,11 @@ pub const DAY_MS: i64 = 86_400_000;
 /// Largest batch of messages one long-poll answer carries.
 const MESSAGE_PAGE: u32 = 200;
 
+/// How long a connector's claim that got all there was is believed, while no change woke the
+/// claims: bounds what could make an item claimable without waking them (an interface's
+/// connectors changed from the CLI, which has no relay to wake).
+const EMPTY_CLAIM_BELIEVED_FOR: Duration = Duration::from_secs(1);
+
 /// Errors of relay operations are storage errors.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -57,6 +62,15 @@ pub struct Relay {
     retention_days: u32,
     /// Where changes go to be announced to the other replicas (PostgreSQL only).
     announcer: Option<mpsc::UnboundedSender<Unannounced>>,
+    /// Each connector's last claim that got all there was (see [`Relay::claim`]).
+    empty_claims: Arc<Mutex<HashMap<String, EmptyClaim>>>,
+}
+
+/// A claim that got all there was for its connector (fewer items than it asked for).
+struct EmptyClaim {
+    /// [`Wakeups::inbox_version`] before it looked.
+    inbox_version: u64,
+    looked_at: tokio::time::Instant,
 }
 
 impl Relay {
@@ -85,6 +99,7 @@ impl Relay {
             connectors_online: Arc::default(),
             retention_days: 0,
             announcer,
+            empty_claims: Arc::default(),
         }
     }
 
@@ -221,6 +236,12 @@ impl Relay {
         self.publish_message(session_id, message);
     }
 
+    /// After an interface's connectors changed: the waiting claims look again, since some may
+    /// now lease what they could not (on every replica).
+    pub fn connectors_reassigned(&self) {
+        self.changed(&[Change::Inbox]);
+    }
+
     /// Leases up to `max` items, waiting up to `wait` for one to become available; with `typing`
     /// the visitors see the agent typing for each item leased (see [`Store::claim`]).
     pub async fn claim(
@@ -239,12 +260,36 @@ impl Relay {
             let notified = self.wakeups.inbox().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-
+            let inbox_version = self.wakeups.inbox_version();
             let now = self.now();
+
+            // A connector claims again as soon as it got an item, so most claims on a quiet
+            // bridge would look in vain. While no change woke the claims since this connector's
+            // last claim found all there was, only the clock can have made an item claimable
+            // (a retry back-off ending, a lease running out): that is one cheap read, where a
+            // claim is a write.
+            if !wait.is_zero() && self.known_empty(&connector.id, inbox_version) {
+                let next_due = self.store.next_due(now).await?;
+                if next_due.is_none_or(|due| due > now) {
+                    if tokio::time::Instant::now() >= deadline || self.shutdown.is_cancelled() {
+                        return Ok(Vec::new());
+                    }
+                    let believed_until = self.empty_since(&connector.id) + EMPTY_CLAIM_BELIEVED_FOR;
+                    self.pause(
+                        notified.as_mut(),
+                        wake_at(deadline.min(believed_until), next_due, now),
+                    )
+                    .await;
+                    continue;
+                }
+            }
+
             let outcome = self
                 .store
                 .claim(connector, max, lease_ms, history, typing, now)
                 .await?;
+            // An item dead-lettered on the way may have let the next of its session through.
+            let unblocked_others = !outcome.dead_lettered.is_empty();
             if !outcome.touched_sessions.is_empty() {
                 let changes: Vec<Change<'_>> = outcome
                     .touched_sessions
@@ -256,6 +301,12 @@ impl Relay {
             for item in outcome.dead_lettered {
                 self.publish_dead_letter(item);
             }
+            // Fewer items than asked for: this connector got all there was when it looked.
+            if outcome.items.len() < max as usize && !unblocked_others {
+                self.remember_empty(&connector.id, inbox_version);
+            } else {
+                self.forget_empty(&connector.id);
+            }
             if !outcome.items.is_empty()
                 || tokio::time::Instant::now() >= deadline
                 || self.shutdown.is_cancelled()
@@ -263,13 +314,54 @@ impl Relay {
                 return Ok(outcome.items);
             }
             // Sleep no longer than until the next retry back-off or lease expiry is due.
-            let mut wake_at = deadline;
-            if let Some(due) = self.store.next_due(now).await? {
-                let delay = Duration::from_millis(u64::try_from(due - now).unwrap_or(0) + 1);
-                wake_at = wake_at.min(tokio::time::Instant::now() + delay);
-            }
-            self.pause(notified.as_mut(), wake_at).await;
+            let next_due = self.store.next_due(now).await?;
+            self.pause(notified.as_mut(), wake_at(deadline, next_due, now))
+                .await;
         }
+    }
+
+    /// Whether the last claim of `connector_id` got all there was, and still holds: no claim was
+    /// woken since it looked (`inbox_version`), it is recent, and on PostgreSQL this replica hears
+    /// the other replicas' changes.
+    fn known_empty(&self, connector_id: &str, inbox_version: u64) -> bool {
+        if self.store.backend() == Backend::Postgres && !self.wakeups.listening() {
+            return false;
+        }
+        let empty_claims = self.empty_claims.lock().expect("empty claims poisoned");
+        empty_claims.get(connector_id).is_some_and(|empty| {
+            empty.inbox_version == inbox_version
+                && empty.looked_at.elapsed() < EMPTY_CLAIM_BELIEVED_FOR
+        })
+    }
+
+    /// When the last claim of `connector_id` that got all there was looked.
+    fn empty_since(&self, connector_id: &str) -> tokio::time::Instant {
+        let empty_claims = self.empty_claims.lock().expect("empty claims poisoned");
+        empty_claims
+            .get(connector_id)
+            .map_or_else(tokio::time::Instant::now, |empty| empty.looked_at)
+    }
+
+    fn remember_empty(&self, connector_id: &str, inbox_version: u64) {
+        let mut empty_claims = self.empty_claims.lock().expect("empty claims poisoned");
+        // Forget the connectors that stopped claiming (deleted keys, say) now and then.
+        if empty_claims.len() >= 64 {
+            empty_claims.retain(|_, empty| empty.looked_at.elapsed() < EMPTY_CLAIM_BELIEVED_FOR);
+        }
+        empty_claims.insert(
+            connector_id.to_owned(),
+            EmptyClaim {
+                inbox_version,
+                looked_at: tokio::time::Instant::now(),
+            },
+        );
+    }
+
+    fn forget_empty(&self, connector_id: &str) {
+        self.empty_claims
+            .lock()
+            .expect("empty claims poisoned")
+            .remove(connector_id);
     }
 
     /// Wakes the waiters for `changes` on this replica at once and, on PostgreSQL, queues them
@@ -541,5 +633,17 @@ impl Relay {
                 Err(err) => tracing::warn!(error = %err, "could not reap expired leases"),
             }
         }
+    }
+}
+
+/// When a waiting claim should look again: at `limit`, or just after `next_due` (by the relay's
+/// clock, which reads `now`) if that comes first.
+fn wake_at(limit: tokio::time::Instant, next_due: Option<i64>, now: i64) -> tokio::time::Instant {
+    match next_due {
+        Some(due) => {
+            let delay = Duration::from_millis(u64::try_from(due - now).unwrap_or(0) + 1);
+            limit.min(tokio::time::Instant::now() + delay)
+        }
+        None => limit,
     }
 }

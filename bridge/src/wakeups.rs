@@ -13,7 +13,7 @@
 //! it sends itself every [`HEARTBEAT`]), after which it is treated as lost.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -86,6 +86,9 @@ pub enum Change<'a> {
 /// This replica's wake-ups.
 pub struct Wakeups {
     inbox: Notify,
+    /// How many times the waiting claims were woken: a claim that found nothing may skip looking
+    /// again while this has not moved (see `Relay::claim`).
+    inbox_version: AtomicU64,
     sessions: Mutex<SessionWaiters>,
     /// Whether the listener is connected and `LISTEN`ing, so no other replica's change is missed.
     listening: AtomicBool,
@@ -103,6 +106,7 @@ impl Default for Wakeups {
     fn default() -> Self {
         Wakeups {
             inbox: Notify::new(),
+            inbox_version: AtomicU64::new(0),
             sessions: Mutex::default(),
             listening: AtomicBool::new(false),
             origin: new_id("replica"),
@@ -125,7 +129,14 @@ impl Wakeups {
 
     /// Wakes every waiting claim on this replica.
     pub fn inbox_changed(&self) {
+        self.inbox_version.fetch_add(1, Ordering::SeqCst);
         self.inbox.notify_waiters();
+    }
+
+    /// Moves on each time the waiting claims are woken. Read by a claim after it registered for
+    /// its wake-up and before it looks at the database.
+    pub fn inbox_version(&self) -> u64 {
+        self.inbox_version.load(Ordering::SeqCst)
     }
 
     /// Wakes every long-poll of `session_id` on this replica.
@@ -138,7 +149,7 @@ impl Wakeups {
 
     /// Wakes every waiter on this replica: after notifications may have been missed.
     pub fn everything_changed(&self) {
-        self.inbox.notify_waiters();
+        self.inbox_changed();
         let waiters = self.sessions.lock().expect("wake-up registry poisoned");
         for notify in waiters.by_session.values().filter_map(Weak::upgrade) {
             notify.notify_waiters();

@@ -496,8 +496,12 @@ async fn embed_snippets_point_at_the_bridge(bridge: TestBridge) {
     );
 }
 
-async fn an_interface_listing_connectors_is_served_only_by_them(bridge: TestBridge) {
-    let admin = Admin::new(&bridge);
+/// Two connector keys, the demo interface served by the first only, and a visitor's message
+/// waiting there. Returns the two connectors (as the admin API made them) and the visitor.
+async fn a_message_for_the_first_of_two_connectors(
+    bridge: &TestBridge,
+    admin: &Admin,
+) -> (Value, Value, Value) {
     let (_, first) = admin
         .call(Method::POST, "/connectors", Some(json!({"name": "first"})))
         .await;
@@ -529,29 +533,33 @@ async fn an_interface_listing_connectors_is_served_only_by_them(bridge: TestBrid
         .await
         .unwrap();
     assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    (first, second, visitor)
+}
 
-    let claim = |key: String| {
-        let url = format!("{}/api/v1/connector/claim", bridge.url);
-        async move {
-            http()
-                .post(url)
-                .bearer_auth(key)
-                .json(&json!({"max": 5}))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
-    let refused = claim(second["key"].as_str().unwrap().to_string()).await;
+/// A claim of up to five items with the key of `connector`, waiting up to `wait` seconds.
+async fn claim(bridge_url: String, connector: &Value, wait: u64) -> Value {
+    http()
+        .post(format!("{bridge_url}/api/v1/connector/claim"))
+        .bearer_auth(connector["key"].as_str().unwrap())
+        .json(&json!({"max": 5, "wait": wait}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()
+}
+
+async fn an_interface_listing_connectors_is_served_only_by_them(bridge: TestBridge) {
+    let admin = Admin::new(&bridge);
+    let (first, second, visitor) = a_message_for_the_first_of_two_connectors(&bridge, &admin).await;
+    let refused = claim(bridge.url.clone(), &second, 0).await;
     assert_eq!(
         refused["items"],
         json!([]),
         "an unlisted connector gets nothing"
     );
-    let served = claim(first["key"].as_str().unwrap().to_string()).await;
+    let served = claim(bridge.url.clone(), &first, 0).await;
     assert_eq!(served["items"].as_array().unwrap().len(), 1, "{served}");
     let session = &served["items"][0]["session"];
     assert_eq!(session["interface"], "demo");
@@ -586,7 +594,7 @@ async fn an_interface_listing_connectors_is_served_only_by_them(bridge: TestBrid
         .await
         .unwrap();
     assert!(replied.status().is_success());
-    let next = claim(first["key"].as_str().unwrap().to_string()).await;
+    let next = claim(bridge.url.clone(), &first, 0).await;
     let session = &next["items"][0]["session"];
     assert_eq!(session["system_prompt"], "Be {interface_title}.");
     assert_eq!(session["agent_context"], json!({"k": "v"}));
@@ -594,6 +602,36 @@ async fn an_interface_listing_connectors_is_served_only_by_them(bridge: TestBrid
     // Clearing the list lets any connector serve it again.
     let (_, cleared) = admin.patch("demo", json!({"connectors": []})).await;
     assert_eq!(cleared["connectors"], json!([]));
+}
+
+/// A connector added to an interface's list gets the item it could not lease before at once,
+/// though its claim is already waiting (and its last claim found nothing).
+async fn a_connector_added_to_an_interface_gets_its_waiting_item_at_once(bridge: TestBridge) {
+    let admin = Admin::new(&bridge);
+    let (first, second, _) = a_message_for_the_first_of_two_connectors(&bridge, &admin).await;
+    assert_eq!(
+        claim(bridge.url.clone(), &second, 0).await["items"],
+        json!([]),
+        "not listed yet"
+    );
+    let waiting = {
+        let (url, second) = (bridge.url.clone(), second.clone());
+        tokio::spawn(async move { claim(url, &second, 20).await })
+    };
+    // Past the second for which its empty claim is believed: the claim has looked again and waits.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let added_at = std::time::Instant::now();
+    let (status, _) = admin
+        .patch("demo", json!({"connectors": [first["id"], second["id"]]}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let served = waiting.await.unwrap();
+    assert_eq!(served["items"].as_array().unwrap().len(), 1, "{served}");
+    let waited = added_at.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(3),
+        "the waiting claim got the item {waited:?} after the change"
+    );
 }
 
 on_both_backends!(
@@ -605,4 +643,5 @@ on_both_backends!(
     a_draft_is_hidden_except_with_a_valid_preview_token,
     embed_snippets_point_at_the_bridge,
     an_interface_listing_connectors_is_served_only_by_them,
+    a_connector_added_to_an_interface_gets_its_waiting_item_at_once,
 );

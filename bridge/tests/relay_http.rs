@@ -485,6 +485,9 @@ async fn a_waiting_claim_wakes_as_soon_as_a_message_arrives() {
     let bridge = TestBridge::start().await;
     let visitor = Visitor::open(&bridge.url, "demo").await;
     let connector = Connector::new(&bridge, "waiter").await;
+    // Its last claim found nothing, so this one waits without looking again: a change must
+    // still wake it.
+    assert!(connector.claim(0).await.items.is_empty());
     let claim = tokio::spawn(async move { connector.claim(30).await });
     // Give the claim time to start waiting, then send and time the wake-up.
     tokio::time::sleep(Duration::from_millis(300)).await;

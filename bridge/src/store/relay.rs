@@ -106,6 +106,43 @@ macro_rules! claim_history {
 }
 pub(super) use claim_history;
 
+/// A leased item as the connector gets it, in one read (PostgreSQL): the item's message (`part`
+/// 0) with the visitor's context, its session as JSON and its interface's configuration, then
+/// up to `$2` earlier messages (`part` 1) in any order — found by the item's session and `seq`
+/// as values, so the index on both is walked back from the item (a join on the session read the
+/// whole session instead). The same reads as SQLite's `sqlite_relay::claim_parts`, which are
+/// calls on the writer's thread rather than round trips.
+const CLAIMED_ITEM: &str = concat!(
+    "SELECT 0::BIGINT AS part, ",
+    message_columns!(),
+    ", m.context, \
+     (SELECT row_to_json(x)::TEXT FROM (",
+    select_sessions!(),
+    " WHERE s.id = m.session_id) x) AS session, \
+     (SELECT f.config FROM sessions s JOIN interfaces f ON f.id = s.interface_id \
+      WHERE s.id = m.session_id) AS config \
+     FROM messages m WHERE m.id = $1 \
+     UNION ALL \
+     SELECT * FROM (SELECT 1::BIGINT, ",
+    message_columns!(),
+    ", NULL, NULL, NULL FROM messages m \
+      WHERE m.session_id = (SELECT c.session_id FROM messages c WHERE c.id = $1) \
+        AND m.seq < (SELECT c.seq FROM messages c WHERE c.id = $1) \
+        AND (m.role = 'user' OR (m.role = 'assistant' AND m.status = 'complete')) \
+      ORDER BY m.seq DESC LIMIT $2) h"
+);
+
+/// One row of [`CLAIMED_ITEM`].
+#[derive(sqlx::FromRow)]
+struct ItemPart {
+    part: i64,
+    #[sqlx(flatten)]
+    message: MessageRow,
+    context: Option<String>,
+    session: Option<String>,
+    config: Option<String>,
+}
+
 /// What is read for one leased item, on either backend.
 pub(super) struct ClaimParts {
     pub message: MessageRow,
@@ -386,52 +423,36 @@ impl Store {
 
     /// Everything the agent needs for one leased item, read after the claim committed.
     async fn claimed_item(&self, leased: Leased, history: u32) -> Result<ClaimedItem> {
-        /// The message with the visitor's `context`, which only the agent gets.
-        #[derive(sqlx::FromRow)]
-        struct WithContext {
-            #[sqlx(flatten)]
-            message: MessageRow,
-            context: Option<String>,
-        }
-        /// The session with its interface's configuration.
-        #[derive(sqlx::FromRow)]
-        struct WithConfig {
-            #[sqlx(flatten)]
-            session: SessionRow,
-            config: String,
-        }
-        // One connection for the three reads: the pool checks a connection once, not per read.
-        let mut conn = self.read.acquire().await?;
-        let WithContext { message, context } = sqlx::query_as(concat!(
-            "SELECT ",
-            message_columns!(),
-            ", m.context FROM messages m WHERE m.id = $1"
-        ))
-        .bind(&leased.1)
-        .fetch_one(&mut *conn)
-        .await?;
-        let WithConfig { session, config } = sqlx::query_as(concat!(
-            "SELECT x.*, (SELECT f.config FROM interfaces f WHERE f.id = x.interface_id) AS config \
-             FROM (",
-            select_sessions!(),
-            " WHERE s.id = $1) x"
-        ))
-        .bind(&message.session_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(StoreError::NotFound("session"))?;
-        let mut earlier: Vec<MessageRow> = sqlx::query_as(claim_history!())
-            .bind(&message.session_id)
-            .bind(message.seq)
+        let parts: Vec<ItemPart> = sqlx::query_as(CLAIMED_ITEM)
+            .bind(&leased.1)
             .bind(i64::from(history))
-            .fetch_all(&mut *conn)
+            .fetch_all(&self.read)
             .await?;
-        earlier.reverse();
-        Ok(ClaimParts {
+        let mut item = None;
+        let mut earlier = Vec::with_capacity(parts.len());
+        for part in parts {
+            if part.part == 0 {
+                item = Some(part);
+            } else {
+                earlier.push(part.message);
+            }
+        }
+        let ItemPart {
             message,
             context,
             session,
             config,
+            ..
+        } = item.ok_or(StoreError::NotFound("message"))?;
+        let session: SessionRow =
+            serde_json::from_str(session.as_deref().ok_or(StoreError::NotFound("session"))?)
+                .map_err(|err| StoreError::Database(sqlx::Error::Decode(err.into())))?;
+        earlier.sort_by_key(|m| m.seq);
+        Ok(ClaimParts {
+            message,
+            context,
+            session,
+            config: config.unwrap_or_default(),
             history: earlier,
         }
         .into_item(leased))

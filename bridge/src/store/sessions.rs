@@ -25,8 +25,9 @@ pub struct NewSession {
     pub identity: Option<VisitorIdentity>,
 }
 
-/// One row of `sessions`, joined with its interface's slug.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+/// One row of `sessions`, joined with its interface's slug. (Also read as JSON, whose fields
+/// are the columns of `select_sessions!`: see `relay::CLAIMED_ITEM`.)
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Deserialize)]
 pub struct SessionRow {
     pub id: String,
     pub interface_id: String,
@@ -48,6 +49,7 @@ pub struct SessionRow {
     /// The text of the latest message that has any; read only for admin views (see
     /// `select_sessions_with_last_message`), `None` elsewhere.
     #[sqlx(default)]
+    #[serde(default)]
     pub last_message: Option<String>,
 }
 

@@ -126,6 +126,10 @@ pub async fn update(
     let row = manage::update_interface(&state.store, &slug, patch, state.relay.now())
         .await
         .map_err(or_not_found(&slug))?;
+    if changed.iter().any(|field| field == "connectors") {
+        // Items this change lets a connector serve: its waiting claims look again.
+        state.relay.connectors_reassigned();
+    }
     let mut detail = json!({ "fields": changed });
     if row.slug != slug {
         detail["renamed_from"] = json!(slug);
