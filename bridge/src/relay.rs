@@ -70,7 +70,8 @@ pub struct Relay {
 struct EmptyClaim {
     /// [`Wakeups::inbox_version`] before it looked.
     inbox_version: u64,
-    looked_at: tokio::time::Instant,
+    /// [`EMPTY_CLAIM_BELIEVED_FOR`] after it looked.
+    believed_until: tokio::time::Instant,
 }
 
 impl Relay {
@@ -268,13 +269,18 @@ impl Relay {
             // last claim found all there was, only the clock can have made an item claimable
             // (a retry back-off ending, a lease running out): that is one cheap read, where a
             // claim is a write.
-            if !wait.is_zero() && self.known_empty(&connector.id, inbox_version) {
+            // A claim that does not wait always looks.
+            let believed_empty = if wait.is_zero() {
+                None
+            } else {
+                self.empty_believed_until(&connector.id, inbox_version)
+            };
+            if let Some(believed_until) = believed_empty {
                 let next_due = self.store.next_due(now).await?;
                 if next_due.is_none_or(|due| due > now) {
                     if tokio::time::Instant::now() >= deadline || self.shutdown.is_cancelled() {
                         return Ok(Vec::new());
                     }
-                    let believed_until = self.empty_since(&connector.id) + EMPTY_CLAIM_BELIEVED_FOR;
                     self.pause(
                         notified.as_mut(),
                         wake_at(deadline.min(believed_until), next_due, now),
@@ -320,39 +326,35 @@ impl Relay {
         }
     }
 
-    /// Whether the last claim of `connector_id` got all there was, and still holds: no claim was
-    /// woken since it looked (`inbox_version`), it is recent, and on PostgreSQL this replica hears
-    /// the other replicas' changes.
-    fn known_empty(&self, connector_id: &str, inbox_version: u64) -> bool {
+    /// Until when the last claim of `connector_id` that got all there was still holds, if it
+    /// does: no claim was woken since it looked (`inbox_version`), it is recent, and on
+    /// PostgreSQL this replica hears the other replicas' changes.
+    fn empty_believed_until(
+        &self,
+        connector_id: &str,
+        inbox_version: u64,
+    ) -> Option<tokio::time::Instant> {
         if self.store.backend() == Backend::Postgres && !self.wakeups.listening() {
-            return false;
+            return None;
         }
         let empty_claims = self.empty_claims.lock().expect("empty claims poisoned");
-        empty_claims.get(connector_id).is_some_and(|empty| {
-            empty.inbox_version == inbox_version
-                && empty.looked_at.elapsed() < EMPTY_CLAIM_BELIEVED_FOR
-        })
-    }
-
-    /// When the last claim of `connector_id` that got all there was looked.
-    fn empty_since(&self, connector_id: &str) -> tokio::time::Instant {
-        let empty_claims = self.empty_claims.lock().expect("empty claims poisoned");
-        empty_claims
-            .get(connector_id)
-            .map_or_else(tokio::time::Instant::now, |empty| empty.looked_at)
+        let empty = empty_claims.get(connector_id)?;
+        (empty.inbox_version == inbox_version && tokio::time::Instant::now() < empty.believed_until)
+            .then_some(empty.believed_until)
     }
 
     fn remember_empty(&self, connector_id: &str, inbox_version: u64) {
         let mut empty_claims = self.empty_claims.lock().expect("empty claims poisoned");
         // Forget the connectors that stopped claiming (deleted keys, say) now and then.
+        let now = tokio::time::Instant::now();
         if empty_claims.len() >= 64 {
-            empty_claims.retain(|_, empty| empty.looked_at.elapsed() < EMPTY_CLAIM_BELIEVED_FOR);
+            empty_claims.retain(|_, empty| now < empty.believed_until);
         }
         empty_claims.insert(
             connector_id.to_owned(),
             EmptyClaim {
                 inbox_version,
-                looked_at: tokio::time::Instant::now(),
+                believed_until: now + EMPTY_CLAIM_BELIEVED_FOR,
             },
         );
     }

@@ -92,15 +92,22 @@ pub(super) struct OutboxRow {
 pub(super) type Leased = (String, String, i64, i64);
 
 /// The earlier messages a claimed item carries, newest first (`$1` session, `$2` the item's
-/// `seq`, `$3` how many).
+/// `seq`, `$3` how many); or with SQL expressions of its own for the three.
 macro_rules! claim_history {
     () => {
+        claim_history!("$1", "$2", "$3")
+    };
+    ($session:literal, $seq:literal, $limit:literal) => {
         concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages m WHERE m.session_id = $1 AND m.seq < $2 \
-              AND (m.role = 'user' OR (m.role = 'assistant' AND m.status = 'complete')) \
-              ORDER BY m.seq DESC LIMIT $3"
+            " FROM messages m WHERE m.session_id = ",
+            $session,
+            " AND m.seq < ",
+            $seq,
+            " AND (m.role = 'user' OR (m.role = 'assistant' AND m.status = 'complete')) \
+              ORDER BY m.seq DESC LIMIT ",
+            $limit
         )
     };
 }
@@ -123,13 +130,13 @@ const CLAIMED_ITEM: &str = concat!(
       WHERE s.id = m.session_id) AS config \
      FROM messages m WHERE m.id = $1 \
      UNION ALL \
-     SELECT * FROM (SELECT 1::BIGINT, ",
-    message_columns!(),
-    ", NULL, NULL, NULL FROM messages m \
-      WHERE m.session_id = (SELECT c.session_id FROM messages c WHERE c.id = $1) \
-        AND m.seq < (SELECT c.seq FROM messages c WHERE c.id = $1) \
-        AND (m.role = 'user' OR (m.role = 'assistant' AND m.status = 'complete')) \
-      ORDER BY m.seq DESC LIMIT $2) h"
+     SELECT 1::BIGINT, h.*, NULL, NULL, NULL FROM (",
+    claim_history!(
+        "(SELECT c.session_id FROM messages c WHERE c.id = $1)",
+        "(SELECT c.seq FROM messages c WHERE c.id = $1)",
+        "$2"
+    ),
+    ") h"
 );
 
 /// One row of [`CLAIMED_ITEM`].

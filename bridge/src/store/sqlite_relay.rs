@@ -3,8 +3,9 @@
 //!
 //! Each does the same steps in the same order, with the same guarantees, as its sqlx version in
 //! `relay.rs` or `sessions.rs` and PostgreSQL's server-side function (`pg_relay`);
-//! `tests/store_conformance.rs` holds them all to one behaviour. The SQL keeps the shared statements' `$N` parameters where it reuses them
-//! (bound by name here) and is otherwise written for SQLite.
+//! `tests/store_conformance.rs` holds them all to one behaviour. The SQL keeps the shared
+//! statements' `$N` parameters where it reuses them (bound by name here) and is otherwise written
+//! for SQLite.
 
 use airlock_shared::{AttachmentRef, Message};
 use rusqlite::{Connection, OptionalExtension, named_params, params};
