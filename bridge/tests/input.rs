@@ -552,6 +552,10 @@ async fn broken_bodies_get_the_envelope_naming_what_is_wrong(bridge: TestBridge)
     )
     .await;
     assert!(message.contains("text"), "{message}");
+    // An array is no object, though serde would read the fields from it in order.
+    let array = post(json, br#"["c1", "hi"]"#.to_vec()).await.unwrap();
+    let message = assert_error(array, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert!(message.contains("array"), "{message}");
     let not_utf8 = post(
         json,
         b"{\"client_id\": \"c1\", \"text\": \"caf\xe9\"}".to_vec(),

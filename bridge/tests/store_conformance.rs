@@ -540,6 +540,52 @@ mod cases {
         assert_eq!(partial.text, "");
     }
 
+    pub async fn claims_that_must_dead_letter_at_once_each_do_it(store: Store) {
+        // Connectors each alone on an interface, each with a session whose first item ran out of
+        // attempts, claim at the same moment: each dead-letters its item and leases the next. (On
+        // PostgreSQL such a claim starts in a server-side function that gives up and is undone.
+        // The server reports the refusal before the undo, so a claim that went on on another
+        // connection now and then found the call's row locks still held, skipped the row as
+        // another claimer's, and came back empty: seen here and in
+        // `an_item_is_dead_lettered_after_max_attempts` when several test processes ran at once.)
+        const AT_ONCE: usize = 8;
+        let mut lanes = Vec::new();
+        for n in 0..AT_ONCE {
+            let slug = format!("lane-{n}");
+            let ifc = interface(&store, &slug).await;
+            let c = connector(&store, &format!("agent-{n}"), &[slug]).await;
+            let s = session(&store, &ifc, T0).await;
+            for (client_id, text) in [("1", "doomed"), ("2", "next")] {
+                store
+                    .send_user_message(&s.id, client_id, text, &[], None, T0)
+                    .await
+                    .unwrap();
+            }
+            lanes.push((c, s));
+        }
+        let mut now = T0;
+        for attempt in 1..=3 {
+            for (c, _) in &lanes {
+                let claimed = store.claim(c, 1, LEASE, 20, false, now).await.unwrap();
+                assert_eq!(claimed.items[0].attempt, attempt);
+            }
+            now += LEASE + 1;
+        }
+        let claims = futures_util::future::join_all(
+            lanes
+                .iter()
+                .map(|(c, _)| store.claim(c, 1, LEASE, 20, false, now)),
+        )
+        .await;
+        for ((c, s), claim) in lanes.iter().zip(claims) {
+            let claim = claim.unwrap();
+            assert_eq!(claim.dead_lettered.len(), 1, "{}", c.name);
+            assert_eq!(claim.dead_lettered[0].session_id, s.id);
+            assert_eq!(claim.items.len(), 1, "{}", c.name);
+            assert_eq!(claim.items[0].message.text, "next");
+        }
+    }
+
     /// A claim that leases one item and must dead-letter the next on the way does both, once
     /// each (on PostgreSQL the one-statement claim gives the whole claim back to the slower one).
     pub async fn a_claim_leases_and_dead_letters_in_one_call(store: Store) {
@@ -1778,6 +1824,7 @@ conformance!(
     a_claim_with_typing_starts_each_reply_with_its_lease,
     fail_with_retry_backs_off_and_keeps_the_session_in_order,
     an_item_is_dead_lettered_after_max_attempts,
+    claims_that_must_dead_letter_at_once_each_do_it,
     a_claim_leases_and_dead_letters_in_one_call,
     a_session_has_pending_items_until_its_last_is_answered,
     the_reaper_dead_letters_an_abandoned_last_attempt,

@@ -18,8 +18,8 @@ use crate::validate;
 
 /// A JSON body, with every refusal in the envelope: 415 without a JSON `Content-Type`, 413 over
 /// the route's body limit, 400 for a body that is not UTF-8 or not JSON, 422 for a wrong field
-/// (the message names it, e.g. `text: invalid type…`) and for a NUL character anywhere, which
-/// no text column can store (PostgreSQL refuses it outright).
+/// (the message names it, e.g. `text: invalid type…`), for a body that is not an object, and for
+/// a NUL character anywhere, which no text column can store (PostgreSQL refuses it outright).
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -65,6 +65,16 @@ where
             return Err(ApiError::unprocessable(
                 "invalid_field",
                 format!("{field}: contains a NUL character (\\u0000), which is not allowed"),
+            ));
+        }
+        // serde reads a struct from an array too, its fields in order: `[1, 60]` would be a claim
+        // of one item waiting a minute. Every body of this API is an object.
+        if body.trim_ascii_start().starts_with(b"[")
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok()
+        {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "the body: invalid type: array, expected a JSON object",
             ));
         }
         let axum::Json(value) = axum::Json::<T>::from_bytes(&body)?;

@@ -280,7 +280,7 @@ impl Store {
 }
 
 /// [`Store::append_message`] inside a transaction.
-async fn append_in_tx(tx: &mut Tx, new: &NewLogMessage<'_>) -> Result<Option<Message>> {
+async fn append_in_tx(tx: &mut Tx<'_>, new: &NewLogMessage<'_>) -> Result<Option<Message>> {
     if let Some(client_id) = new.client_id {
         let used: Option<String> =
             sqlx::query_scalar("SELECT id FROM messages WHERE session_id = $1 AND client_id = $2")

@@ -472,7 +472,7 @@ fn origins_of(config: &str) -> Vec<String> {
 /// Writes the `interface_connectors` rows of an interface; an unknown connector id is
 /// [`StoreError::NotFound`].
 async fn set_interface_connectors(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     interface_id: &str,
     connectors: &[String],
 ) -> Result<()> {

@@ -49,7 +49,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 
 /// A write transaction on either backend (see [`Store::begin`]).
-type Tx = Transaction<'static, Any>;
+type Tx<'c> = Transaction<'c, Any>;
 
 /// How long a PostgreSQL connection may have been idle before it is pinged before use.
 const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
@@ -335,7 +335,7 @@ impl Store {
     /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),
     /// so a transaction that reads before it writes can never fail half-way on a lock upgrade when
     /// another process (a CLI command) writes too.
-    async fn begin(&self) -> Result<Tx> {
+    async fn begin(&self) -> Result<Tx<'static>> {
         Ok(match self.backend {
             Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.write.begin().await?,
@@ -458,12 +458,7 @@ impl MessageRow {
 /// Takes the session's next change number (for a new message or a changed one) and marks activity.
 /// On PostgreSQL this locks the session row until commit, so one session's changes commit in
 /// change-number order and a reader following the cursor never skips one.
-async fn next_rev(
-    tx: &mut Transaction<'static, Any>,
-    session_id: &str,
-    new_message: bool,
-    now: i64,
-) -> Result<i64> {
+async fn next_rev(tx: &mut Tx<'_>, session_id: &str, new_message: bool, now: i64) -> Result<i64> {
     let rev: Option<i64> = sqlx::query_scalar(
         "UPDATE sessions SET last_seq = last_seq + 1, message_count = message_count + $2, \
          last_activity_at = $3 WHERE id = $1 RETURNING last_seq",
@@ -477,7 +472,7 @@ async fn next_rev(
 }
 
 /// Reads one message by id inside a transaction.
-async fn message_in_tx(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Message> {
+async fn message_in_tx(tx: &mut Tx<'_>, id: &str) -> Result<Message> {
     let row: MessageRow = sqlx::query_as(concat!(
         "SELECT ",
         message_columns!(),

@@ -7,7 +7,7 @@
 //! for what the functions leave to them: a message with attachments, and a claim that must
 //! dead-letter an item first. `tests/store_conformance.rs` holds all of them to one behaviour.
 
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, AnyPool};
 
 use super::relay::{Leased, rendered};
 use super::{MessageRow, Result, StoreError};
@@ -81,9 +81,10 @@ struct ClaimRow {
 }
 
 /// Leases up to `max` items (see `Store::claim`). `None`: an item must be dead-lettered first,
-/// which the function leaves to the sqlx version; nothing was changed.
+/// which the function leaves to the sqlx version; nothing was changed, though the undone call may
+/// still hold its row locks for a moment: go on on the same `conn`.
 pub(super) async fn claim(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     claimer: (&str, bool),
     max: u32,
     lease_ms: i64,
@@ -108,7 +109,7 @@ pub(super) async fn claim(
     .bind(typing)
     .bind(ids.join(" "))
     .bind(now)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await;
     match rows {
         Ok(rows) => Ok(Some(

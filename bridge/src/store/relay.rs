@@ -308,10 +308,15 @@ impl Store {
             outcome.dead_lettered = dead;
             return Ok(outcome);
         }
-        // PostgreSQL: one round trip, unless an item must be dead-lettered first.
+        // PostgreSQL: one round trip, unless an item must be dead-lettered first. The fallback
+        // runs on the same connection: the server reports the function's refusal before it has
+        // undone the call, so for a moment the call's row locks are still held, and a claim on
+        // another connection would skip those rows as another claimer's (`SKIP LOCKED`) and find
+        // nothing. The same connection starts its next statement only once the undo is done.
+        let mut conn = self.write.acquire().await?;
         let claimer = (connector.id.as_str(), connector.all_interfaces);
         let made = pg_relay::claim(
-            &self.write,
+            &mut conn,
             claimer,
             max,
             lease_ms,
@@ -333,10 +338,12 @@ impl Store {
                 })
                 .collect(),
             None => {
-                self.lease_in_tx(connector, max, lease_ms, typing, now, &mut outcome)
+                let tx = sqlx::Connection::begin(&mut *conn).await?;
+                self.lease_in_tx(tx, connector, max, lease_ms, typing, now, &mut outcome)
                     .await?
             }
         };
+        drop(conn);
         for leased in leased {
             outcome
                 .items
@@ -346,10 +353,13 @@ impl Store {
     }
 
     /// The leasing half of [`Store::claim`] on PostgreSQL when an item must be dead-lettered on
-    /// the way (`pg_relay::claim` leaves that case here): the leases made (their replies started
-    /// with `typing`), with the touched sessions and dead letters in `outcome`.
+    /// the way (`pg_relay::claim` leaves that case here), in `tx`, which it commits: the leases
+    /// made (their replies started with `typing`), with the touched sessions and dead letters in
+    /// `outcome`.
+    #[allow(clippy::too_many_arguments)]
     async fn lease_in_tx(
         &self,
+        mut tx: Tx<'_>,
         connector: &ConnectorRow,
         max: u32,
         lease_ms: i64,
@@ -357,7 +367,6 @@ impl Store {
         now: i64,
         outcome: &mut ClaimOutcome,
     ) -> Result<Vec<Leased>> {
-        let mut tx = self.begin().await?;
         // Several bridges on one database: each candidate row goes to one claimer only.
         let sql = concat!(claim_candidates!(), " FOR UPDATE OF i SKIP LOCKED");
         // Dead-lettering a session's head makes its next item claimable: look again, a bounded
@@ -494,7 +503,7 @@ impl Store {
     /// this lease wrote its reply (only a repeated `reply` may use that).
     async fn lease_for_write(
         &self,
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         lease_id: &str,
         connector: &ConnectorRow,
     ) -> Result<LeaseState> {
@@ -568,7 +577,7 @@ impl Store {
     /// [`Store::stream_delta`] inside the caller's transaction (sqlx).
     async fn stream_delta_in_tx(
         &self,
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         lease_id: &str,
         connector: &ConnectorRow,
         delta: &str,
@@ -876,7 +885,7 @@ impl Store {
 }
 
 /// Locks a dead-lettered inbox item for a change and returns its session id.
-async fn dead_item(tx: &mut Tx, message_id: &str) -> Result<String> {
+async fn dead_item(tx: &mut Tx<'_>, message_id: &str) -> Result<String> {
     let sql = "SELECT session_id, state FROM inbox WHERE message_id = $1";
     let row: Option<(String, String)> = sqlx::query_as(sql)
         .bind(message_id)
@@ -892,7 +901,7 @@ async fn dead_item(tx: &mut Tx, message_id: &str) -> Result<String> {
 /// Leases one candidate to `connector`. Returns `(lease_id, message_id, attempt, leased_until)`,
 /// or `None` when the item changed since it was selected.
 async fn lease_item(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     connector: &ConnectorRow,
     candidate: &Candidate,
     lease_ms: i64,
@@ -953,7 +962,7 @@ pub(super) fn require_leased(lease: &LeaseState) -> Result<()> {
     }
 }
 
-async fn outbox_row(tx: &mut Tx, inbox_id: &str) -> Result<Option<OutboxRow>> {
+async fn outbox_row(tx: &mut Tx<'_>, inbox_id: &str) -> Result<Option<OutboxRow>> {
     Ok(
         sqlx::query_as("SELECT message_id, lease_id, state FROM outbox WHERE inbox_id = $1")
             .bind(inbox_id)
@@ -979,7 +988,7 @@ struct NewReply<'a> {
 }
 
 /// Creates the assistant message answering an inbox item, and its outbox row.
-async fn insert_reply(tx: &mut Tx, reply: NewReply<'_>, now: i64) -> Result<String> {
+async fn insert_reply(tx: &mut Tx<'_>, reply: NewReply<'_>, now: i64) -> Result<String> {
     let rev = next_rev(tx, reply.session_id, true, now).await?;
     let id = new_id("msg");
     sqlx::query(
@@ -1015,7 +1024,7 @@ async fn insert_reply(tx: &mut Tx, reply: NewReply<'_>, now: i64) -> Result<Stri
 /// Writes the reply to an inbox item: creates it, or replaces the text, status and attempt of the
 /// `existing` one. Returns the reply's message id.
 async fn write_reply(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     reply: NewReply<'_>,
     existing: Option<&OutboxRow>,
     now: i64,
@@ -1048,7 +1057,7 @@ async fn write_reply(
 }
 
 async fn set_message_status(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     message_id: &str,
     status: &str,
     rev: i64,
@@ -1067,7 +1076,7 @@ async fn set_message_status(
 /// Gives up on an item: marks it dead, the visitor's message failed, and the reply (partial or
 /// newly created) failed with a clear explanation.
 async fn dead_letter(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     message_id: &str,
     session_id: &str,
     error: &str,

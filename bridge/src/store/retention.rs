@@ -162,7 +162,7 @@ impl Store {
 }
 
 /// Deletes the sessions `ids` and everything of them inside `tx`; returns what went.
-async fn delete_sessions(tx: &mut Tx, ids: &[String]) -> Result<Removed> {
+async fn delete_sessions(tx: &mut Tx<'_>, ids: &[String]) -> Result<Removed> {
     if ids.is_empty() {
         return Ok(Removed::default());
     }

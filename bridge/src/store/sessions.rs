@@ -679,7 +679,7 @@ impl Store {
 }
 
 /// Adds a session token (hash) to a session: one per tab or device that opened it.
-async fn add_token(tx: &mut Tx, session_id: &str, token_hash: &str, now: i64) -> Result<()> {
+async fn add_token(tx: &mut Tx<'_>, session_id: &str, token_hash: &str, now: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO session_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
     )
@@ -692,7 +692,7 @@ async fn add_token(tx: &mut Tx, session_id: &str, token_hash: &str, now: i64) ->
 }
 
 /// Marks a session `expired` if it is active and idle since before `idle_since`; whether it did.
-async fn expire_if_idle(tx: &mut Tx, session_id: &str, idle_since: i64) -> Result<bool> {
+async fn expire_if_idle(tx: &mut Tx<'_>, session_id: &str, idle_since: i64) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE sessions SET status = 'expired' \
          WHERE id = $1 AND status = 'active' AND last_activity_at < $2",
@@ -706,7 +706,7 @@ async fn expire_if_idle(tx: &mut Tx, session_id: &str, idle_since: i64) -> Resul
 
 /// The pending attachments of `session_id` named by `ids` (uploaded, not yet sent), in order.
 async fn pending_attachments(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut Tx<'_>,
     session_id: &str,
     ids: &[String],
 ) -> Result<Vec<AttachmentRef>> {
