@@ -194,6 +194,12 @@ impl Relay {
         self.clock.now_ms()
     }
 
+    /// Whether other replicas' changes reach this one as they happen (PostgreSQL: its listener is
+    /// connected; see `Wakeups::listening`).
+    pub fn listening(&self) -> bool {
+        self.wakeups.listening()
+    }
+
     /// Whether the bridge is shutting down: open streams should end.
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.is_cancelled()

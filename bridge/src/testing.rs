@@ -95,6 +95,11 @@ impl TestBridge {
         key
     }
 
+    /// Whether this bridge hears the other replicas' changes as they happen (PostgreSQL).
+    pub fn listening(&self) -> bool {
+        self.bridge.state.relay.listening()
+    }
+
     /// Stops the bridge gracefully.
     pub async fn shutdown(self) {
         self.bridge.shutdown().await.expect("clean shutdown");

@@ -256,7 +256,12 @@ async fn a_replica_whose_listening_connection_was_cut_reconnects_and_still_wakes
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // Cut every bridge's listening connection (other tests' too: they reconnect as well).
+    // Cut every bridge's listening connection (other tests' too: they reconnect as well), once
+    // both replicas have theirs: on a busy machine it may still be connecting.
+    while !(replicas.a.listening() && replicas.b.listening()) {
+        assert!(Instant::now() < deadline, "the replicas never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let cut: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE application_name = $1) t",

@@ -327,8 +327,16 @@ async fn send_message(
     headers: HeaderMap,
     ApiJson(request): ApiJson<SendMessage>,
 ) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
-    let VisitorSession { session, interface } =
-        visitor_session(&state, &headers, &session_id).await?;
+    // Whether this is a retry of a message already stored is read at the same time as the
+    // session (by the path's id, which the session must have): one wait for the database fewer
+    // before the message is stored. Its answer is used only once the token is checked.
+    let (visitor, stored) = tokio::join!(
+        visitor_session(&state, &headers, &session_id),
+        state
+            .store
+            .message_by_client_id(&session_id, &request.client_id),
+    );
+    let VisitorSession { session, interface } = visitor?;
     validate::client_id(&request.client_id)
         .map_err(|m| ApiError::unprocessable("invalid_client_id", m))?;
     validate::typed_text("text", &request.text)
@@ -356,11 +364,7 @@ async fn send_message(
     // A retry of a message already stored (same client_id) is neither refused nor counted: it is
     // answered from the store below, as the first send was. Only new messages take from the
     // session's budget, before anything is written.
-    let already_stored = state
-        .store
-        .message_by_client_id(&session.id, &request.client_id)
-        .await?
-        .is_some();
+    let already_stored = stored?.is_some();
     if !already_stored {
         state.limits.message(&session.id, config.rate_limit)?;
     }
