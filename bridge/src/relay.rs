@@ -194,10 +194,11 @@ impl Relay {
         self.clock.now_ms()
     }
 
-    /// Whether other replicas' changes reach this one as they happen (PostgreSQL: its listener is
-    /// connected; see `Wakeups::listening`).
-    pub fn listening(&self) -> bool {
-        self.wakeups.listening()
+    /// Whether every change reaches this replica's waiters as it happens: always on SQLite (one
+    /// bridge per database); on PostgreSQL while its listener for the other replicas' changes is
+    /// connected (see `Wakeups::listening`).
+    pub fn hears_every_change(&self) -> bool {
+        self.store.backend() == Backend::Sqlite || self.wakeups.listening()
     }
 
     /// Whether the bridge is shutting down: open streams should end.
@@ -340,7 +341,7 @@ impl Relay {
         connector_id: &str,
         inbox_version: u64,
     ) -> Option<tokio::time::Instant> {
-        if self.store.backend() == Backend::Postgres && !self.wakeups.listening() {
+        if !self.hears_every_change() {
             return None;
         }
         let empty_claims = self.empty_claims.lock().expect("empty claims poisoned");
@@ -426,7 +427,7 @@ impl Relay {
     /// [`FALLBACK_RECHECK`], so another replica's write is seen within that time.
     async fn pause(&self, notified: Pin<&mut Notified<'_>>, wake_at: tokio::time::Instant) {
         let mut wake_at = wake_at;
-        if self.store.backend() == Backend::Postgres && !self.wakeups.listening() {
+        if !self.hears_every_change() {
             wake_at = wake_at.min(tokio::time::Instant::now() + FALLBACK_RECHECK);
         }
         tokio::select! {

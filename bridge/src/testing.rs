@@ -95,9 +95,10 @@ impl TestBridge {
         key
     }
 
-    /// Whether this bridge hears the other replicas' changes as they happen (PostgreSQL).
-    pub fn listening(&self) -> bool {
-        self.bridge.state.relay.listening()
+    /// Whether every change reaches this bridge's waiters as it happens (on PostgreSQL: it
+    /// listens for the other replicas').
+    pub fn hears_every_change(&self) -> bool {
+        self.bridge.state.relay.hears_every_change()
     }
 
     /// Stops the bridge gracefully.

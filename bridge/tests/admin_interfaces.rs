@@ -13,7 +13,7 @@ use airlock_bridge::testing::TestBridge;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use common::http::http;
+use common::http::{Connector, http};
 
 /// An admin talking to one test bridge.
 struct Admin {
@@ -536,33 +536,24 @@ async fn a_message_for_the_first_of_two_connectors(
     (first, second, visitor)
 }
 
-/// A claim of up to five items with the key of `connector`, waiting up to `wait` seconds.
-async fn claim(bridge_url: String, connector: &Value, wait: u64) -> Value {
-    http()
-        .post(format!("{bridge_url}/api/v1/connector/claim"))
-        .bearer_auth(connector["key"].as_str().unwrap())
-        .json(&json!({"max": 5, "wait": wait}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()
+/// The connector the admin API made (`connector`, with its key), calling `bridge`.
+fn client(bridge: &TestBridge, connector: &Value) -> Connector {
+    Connector {
+        http: http(),
+        base: bridge.url.clone(),
+        key: connector["key"].as_str().unwrap().to_owned(),
+    }
 }
 
 async fn an_interface_listing_connectors_is_served_only_by_them(bridge: TestBridge) {
     let admin = Admin::new(&bridge);
     let (first, second, visitor) = a_message_for_the_first_of_two_connectors(&bridge, &admin).await;
-    let refused = claim(bridge.url.clone(), &second, 0).await;
-    assert_eq!(
-        refused["items"],
-        json!([]),
-        "an unlisted connector gets nothing"
-    );
-    let served = claim(bridge.url.clone(), &first, 0).await;
-    assert_eq!(served["items"].as_array().unwrap().len(), 1, "{served}");
-    let session = &served["items"][0]["session"];
-    assert_eq!(session["interface"], "demo");
+    let (first, second) = (client(&bridge, &first), client(&bridge, &second));
+    let refused = second.claim_up_to(5, 0).await;
+    assert_eq!(refused.items, [], "an unlisted connector gets nothing");
+    let served = first.claim_up_to(5, 0).await;
+    assert_eq!(served.items.len(), 1, "{served:?}");
+    assert_eq!(served.items[0].session.interface, "demo");
     // The interface's agent settings travel with the item.
     admin
         .patch(
@@ -582,22 +573,21 @@ async fn an_interface_listing_connectors_is_served_only_by_them(bridge: TestBrid
         .await
         .unwrap();
     assert_eq!(second_send.status(), StatusCode::ACCEPTED);
-    let lease = served["items"][0]["lease_id"].as_str().unwrap();
-    let replied = http()
-        .post(format!(
-            "{}/api/v1/connector/leases/{lease}/reply",
-            bridge.url
-        ))
-        .bearer_auth(first["key"].as_str().unwrap())
-        .json(&json!({"text": "Hi"}))
-        .send()
-        .await
-        .unwrap();
+    let lease = &served.items[0].lease_id;
+    let replied = first
+        .call(&format!("leases/{lease}/reply"), json!({"text": "Hi"}))
+        .await;
     assert!(replied.status().is_success());
-    let next = claim(bridge.url.clone(), &first, 0).await;
-    let session = &next["items"][0]["session"];
-    assert_eq!(session["system_prompt"], "Be {interface_title}.");
-    assert_eq!(session["agent_context"], json!({"k": "v"}));
+    let next = first.claim_up_to(5, 0).await;
+    let session = &next.items[0].session;
+    assert_eq!(
+        session.system_prompt.as_deref(),
+        Some("Be {interface_title}.")
+    );
+    assert_eq!(
+        session.agent_context.clone().map(Value::Object),
+        Some(json!({"k": "v"}))
+    );
 
     // Clearing the list lets any connector serve it again.
     let (_, cleared) = admin.patch("demo", json!({"connectors": []})).await;
@@ -609,15 +599,9 @@ async fn an_interface_listing_connectors_is_served_only_by_them(bridge: TestBrid
 async fn a_connector_added_to_an_interface_gets_its_waiting_item_at_once(bridge: TestBridge) {
     let admin = Admin::new(&bridge);
     let (first, second, _) = a_message_for_the_first_of_two_connectors(&bridge, &admin).await;
-    assert_eq!(
-        claim(bridge.url.clone(), &second, 0).await["items"],
-        json!([]),
-        "not listed yet"
-    );
-    let waiting = {
-        let (url, second) = (bridge.url.clone(), second.clone());
-        tokio::spawn(async move { claim(url, &second, 20).await })
-    };
+    let waiter = client(&bridge, &second);
+    assert_eq!(waiter.claim_up_to(5, 0).await.items, [], "not listed yet");
+    let waiting = tokio::spawn(async move { waiter.claim_up_to(5, 20).await });
     // Past the second for which its empty claim is believed: the claim has looked again and waits.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let added_at = std::time::Instant::now();
@@ -626,7 +610,7 @@ async fn a_connector_added_to_an_interface_gets_its_waiting_item_at_once(bridge:
         .await;
     assert_eq!(status, StatusCode::OK);
     let served = waiting.await.unwrap();
-    assert_eq!(served["items"].as_array().unwrap().len(), 1, "{served}");
+    assert_eq!(served.items.len(), 1, "{served:?}");
     let waited = added_at.elapsed();
     assert!(
         waited < std::time::Duration::from_secs(3),

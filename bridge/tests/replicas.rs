@@ -258,7 +258,7 @@ async fn a_replica_whose_listening_connection_was_cut_reconnects_and_still_wakes
 
     // Cut every bridge's listening connection (other tests' too: they reconnect as well), once
     // both replicas have theirs: on a busy machine it may still be connecting.
-    while !(replicas.a.listening() && replicas.b.listening()) {
+    while !(replicas.a.hears_every_change() && replicas.b.hears_every_change()) {
         assert!(Instant::now() < deadline, "the replicas never listened");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
