@@ -177,6 +177,11 @@ impl Bridge {
         rss_kib(self.process.0.id())
     }
 
+    /// The CPU time the bridge has used so far, in ms (`None` once it is gone).
+    pub fn cpu_ms(&self) -> Option<f64> {
+        cpu_ms(self.process.0.id())
+    }
+
     /// A new connector key for every interface.
     pub async fn connector_key(&self) -> anyhow::Result<String> {
         let created = self
@@ -249,4 +254,57 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// Linux's unit of CPU time in `/proc` (`USER_HZ`: 100 per second on x86 and ARM), in ms.
+const TICK_MS: f64 = 10.0;
+
+/// The CPU time (user and system) process `pid` has used, in ms, from `/proc/<pid>/stat`
+/// (`None` when it is gone, or off Linux).
+pub fn cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command's name, which is in parentheses and may hold spaces: the
+    // process's state is the first, user time the 12th, system time the 13th.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 * TICK_MS)
+}
+
+/// The CPU time all cores of the machine have spent running something (user, system and
+/// interrupt time; not idle, not waiting for the disk, not taken by the hypervisor for other
+/// machines), in ms, from `/proc/stat`.
+pub fn machine_busy_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal …
+    let [user, nice, system, _idle, _iowait, irq, softirq, ..] = ticks[..] else {
+        return None;
+    };
+    let busy = user + nice + system + irq + softirq;
+    Some(busy as f64 * TICK_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_for_a_process_and_for_the_machine() {
+        let (process, machine) = (cpu_ms(std::process::id()), machine_busy_ms());
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(100) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(cpu_ms(std::process::id()).unwrap() > process.unwrap());
+        assert!(machine_busy_ms().unwrap() > machine.unwrap());
+        assert_eq!(cpu_ms(u32::MAX), None);
+    }
 }

@@ -129,7 +129,8 @@ impl Bridge {
         let shutdown = CancellationToken::new();
         let (admin_events, _) = broadcast::channel(ADMIN_EVENT_BUFFER);
         let relay = Relay::new(store.clone(), clock, shutdown.clone(), admin_events.clone())
-            .with_retention_days(config.retention_days);
+            .with_retention_days(config.retention_days)
+            .with_pickup_wait(std::time::Duration::from_millis(config.pickup_wait_ms));
         let state = Arc::new(AppState {
             store,
             relay: relay.clone(),

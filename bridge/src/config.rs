@@ -82,6 +82,19 @@ pub struct Config {
     )]
     pub retention_days: u32,
 
+    /// Milliseconds a long-poll or event stream that finds only the visitor's own new messages
+    /// waits for the agent to pick them up before it answers, while a connector waits for work
+    /// on this bridge, so that one answer carries both (the message, and the agent starting on
+    /// it): one round trip fewer per message. 0 answers at once.
+    #[arg(
+        long,
+        env = "AIRLOCK_PICKUP_WAIT_MS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(0..=1000),
+        global = true
+    )]
+    pub pickup_wait_ms: u64,
+
     /// Largest database pool (PostgreSQL).
     #[arg(
         long,

@@ -7,12 +7,13 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock_shared::admin::AdminEvent;
 use airlock_shared::connector::{ClaimedItem, FailOutcome};
-use airlock_shared::{Message, time_from_millis};
+use airlock_shared::{Message, MessageStatus, Role, time_from_millis};
 use tokio::sync::futures::Notified;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -64,6 +65,28 @@ pub struct Relay {
     announcer: Option<mpsc::UnboundedSender<Unannounced>>,
     /// Each connector's last claim that got all there was (see [`Relay::claim`]).
     empty_claims: Arc<Mutex<HashMap<String, EmptyClaim>>>,
+    /// How long a wait for messages that found only the visitor's own new ones waits on for the
+    /// agent's pickup (see [`Relay::messages`]).
+    pickup_wait: Duration,
+    /// Connectors' claims in progress on this replica, waiting or not: while there is one, a
+    /// visitor's new message is likely picked up within milliseconds.
+    claims_open: Arc<AtomicUsize>,
+}
+
+/// Counts a claim in [`Relay::claims_open`] while it lives (also when its request is dropped).
+struct OpenClaim(Arc<AtomicUsize>);
+
+impl OpenClaim {
+    fn new(count: &Arc<AtomicUsize>) -> OpenClaim {
+        count.fetch_add(1, Ordering::Relaxed);
+        OpenClaim(count.clone())
+    }
+}
+
+impl Drop for OpenClaim {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A claim that got all there was for its connector (fewer items than it asked for).
@@ -101,7 +124,16 @@ impl Relay {
             retention_days: 0,
             announcer,
             empty_claims: Arc::default(),
+            pickup_wait: Duration::ZERO,
+            claims_open: Arc::default(),
         }
+    }
+
+    /// Makes a wait for messages that finds only the visitor's own new ones wait up to
+    /// `pickup_wait` more for the agent to pick them up (see [`Relay::messages`]).
+    pub fn with_pickup_wait(mut self, pickup_wait: Duration) -> Self {
+        self.pickup_wait = pickup_wait;
+        self
     }
 
     /// Deletes sessions inactive for more than `days` days (0: never), from the reaper.
@@ -261,6 +293,7 @@ impl Relay {
         history: u32,
         typing: bool,
     ) -> Result<Vec<ClaimedItem>> {
+        let _open = OpenClaim::new(&self.claims_open);
         let deadline = tokio::time::Instant::now() + wait;
         self.store.touch_connector(connector, self.now()).await?;
         self.connector_seen(connector);
@@ -394,7 +427,9 @@ impl Relay {
         crate::wakeups::listen_to_other_replicas(self.store, self.wakeups, self.shutdown).await;
     }
 
-    /// Messages of a session changed after `after`, waiting up to `wait` for the first one.
+    /// Messages of a session changed after `after`, waiting up to `wait` for the first one. When
+    /// they are only the visitor's own, not yet picked up, it waits up to the pickup wait more
+    /// (within `wait`) for the agent's side to change too ([`Relay::awaits_pickup`]).
     pub async fn messages(
         &self,
         session_id: &str,
@@ -416,10 +451,37 @@ impl Relay {
                 || tokio::time::Instant::now() >= deadline
                 || self.shutdown.is_cancelled()
             {
+                if self.awaits_pickup(&messages, deadline) {
+                    // The wake-up registered before the read also catches a pickup since.
+                    let until = deadline.min(tokio::time::Instant::now() + self.pickup_wait);
+                    self.pause(notified.as_mut(), until).await;
+                    if !self.shutdown.is_cancelled() {
+                        return self
+                            .store
+                            .messages_after(session_id, after, MESSAGE_PAGE)
+                            .await;
+                    }
+                }
                 return Ok(messages);
             }
             self.pause(notified.as_mut(), deadline).await;
         }
+    }
+
+    /// Whether `messages`, the answer to a wait that has until `deadline`, are only the
+    /// visitor's own, not yet picked up by the agent, while a connector's claim is open here:
+    /// the pickup (the message handed to the agent, often with the reply started as the typing
+    /// signal) then usually follows within milliseconds, and waiting for it saves the visitor a
+    /// round trip, or an event, per message. With no claim open (no agent, or every connector
+    /// busy) nothing would come soon, and the answer goes at once.
+    fn awaits_pickup(&self, messages: &[Message], deadline: tokio::time::Instant) -> bool {
+        !self.pickup_wait.is_zero()
+            && !messages.is_empty()
+            && messages
+                .iter()
+                .all(|m| m.role == Role::User && m.status == MessageStatus::Queued)
+            && self.claims_open.load(Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
     }
 
     /// Waits for a wake-up, `wake_at`, or shutdown, whichever comes first. On PostgreSQL, while

@@ -166,6 +166,118 @@ async fn a_claim_with_typing_shows_the_waiting_visitor_the_agent_typing() {
     assert_eq!(streamed.message.text, "Hi");
 }
 
+/// A bridge whose waits for the agent's pickup last `ms`.
+async fn bridge_with_pickup_wait(ms: u64) -> TestBridge {
+    let mut config = airlock_bridge::Config::defaults();
+    config.pickup_wait_ms = ms;
+    TestBridge::start_with_config(config).await
+}
+
+#[tokio::test]
+async fn a_waiting_long_poll_answers_the_visitors_message_together_with_the_agents_pickup() {
+    // A long pickup wait, so the claim below has all the time it could need.
+    let bridge = bridge_with_pickup_wait(1000).await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    let connector = Connector::new(&bridge, "typist").await;
+    let claim = tokio::spawn(async move {
+        connector
+            .call(
+                "claim",
+                json!({"max": 1, "wait": 10, "lease_secs": 30, "typing": true}),
+            )
+            .await
+            .json::<ClaimResponse>()
+            .await
+            .unwrap()
+    });
+    let cursor = visitor.session.cursor;
+    let waiting = {
+        let visitor = visitor.clone();
+        tokio::spawn(async move { visitor.poll(cursor, 10).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let started = Instant::now();
+    visitor.send("c-1", "anyone there?").await;
+    let page = waiting.await.unwrap();
+    assert_eq!(claim.await.unwrap().items.len(), 1);
+    // One answer: the message already handed to the agent, and the agent typing.
+    let shown: Vec<_> = page
+        .messages
+        .iter()
+        .map(|m| (m.role, m.status, m.text.as_str()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (Role::User, MessageStatus::Processing, "anyone there?"),
+            (Role::Assistant, MessageStatus::Streaming, "")
+        ]
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "answered when the agent picked the message up, not when the pickup wait ran out: {:?}",
+        started.elapsed()
+    );
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_visitors_message_waits_for_a_pickup_only_while_a_claim_is_open_and_not_past_the_wait() {
+    let bridge = bridge_with_pickup_wait(1000).await;
+    let visitor = Visitor::open(&bridge.url, "demo").await;
+    let connector = Connector::new(&bridge, "slow").await;
+    let poll_after_sending = |cursor: i64, client_id: &'static str| {
+        let visitor = visitor.clone();
+        async move {
+            let waiting = {
+                let visitor = visitor.clone();
+                tokio::spawn(async move { visitor.poll(cursor, 10).await })
+            };
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let started = Instant::now();
+            visitor.send(client_id, "hello?").await;
+            let page = waiting.await.unwrap();
+            (page, started.elapsed())
+        }
+    };
+
+    // No claim open (no agent polling): nothing would pick the message up soon, so the
+    // long-poll answers at once.
+    let (page, waited) = poll_after_sending(visitor.session.cursor, "c-1").await;
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.messages[0].status, MessageStatus::Queued);
+    assert!(
+        waited < Duration::from_millis(1000),
+        "no pickup wait without an open claim: {waited:?}"
+    );
+
+    // The connector holds the first message, then waits in a claim that cannot take the
+    // second (a session's messages go to the agent one at a time): the long-poll waits for a
+    // pickup that does not come, then answers after the pickup wait.
+    assert_eq!(connector.claim(5).await.items.len(), 1);
+    let cursor = visitor.poll(page.cursor, 0).await.cursor;
+    let open_claim = {
+        let connector = connector.clone();
+        tokio::spawn(async move { connector.claim(10).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (page, waited) = poll_after_sending(cursor, "c-2").await;
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.messages[0].status, MessageStatus::Queued);
+    assert!(
+        waited >= Duration::from_millis(1000) && waited < Duration::from_secs(5),
+        "answered after the pickup wait, well before the long-poll's own: {waited:?}"
+    );
+
+    // A poll that finds the message already there waits no longer than its own `wait`.
+    let started = Instant::now();
+    assert_eq!(visitor.poll(cursor, 0).await.messages.len(), 1);
+    assert!(started.elapsed() < Duration::from_millis(1000));
+    open_claim.abort();
+    bridge.shutdown().await;
+}
+
 #[tokio::test]
 async fn deltas_are_visible_to_the_visitor_before_the_final_reply() {
     let bridge = TestBridge::start().await;

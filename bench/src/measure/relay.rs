@@ -42,11 +42,21 @@ pub async fn overhead(
     Ok(overheads)
 }
 
+/// What the visitors of [`keep_sending`] counted.
+#[derive(Default)]
+pub struct Counts {
+    /// Replies seen.
+    pub replies: AtomicU64,
+    /// Long-poll answers read.
+    pub polls: AtomicU64,
+}
+
 /// A visitor that keeps sending — each message after the reply to the last one, read with
-/// long-polls as the widget's fallback does — until `stop`, counting replies in `replies`.
+/// long-polls as the widget's fallback does — until `stop`, counting replies and long-polls in
+/// `counts`.
 pub async fn keep_sending(
     base: String,
-    replies: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
@@ -56,9 +66,10 @@ pub async fn keep_sending(
         let sent = visitor.send("load").await?;
         loop {
             let list = visitor.poll(cursor, 30).await?;
+            counts.polls.fetch_add(1, Ordering::Relaxed);
             cursor = list.cursor.max(cursor);
             if list.messages.iter().any(|m| is_reply_to(m, &sent.id)) {
-                replies.fetch_add(1, Ordering::Relaxed);
+                counts.replies.fetch_add(1, Ordering::Relaxed);
                 break;
             }
         }

@@ -140,6 +140,7 @@ impl Visitor {
 }
 
 /// A connector talking raw HTTP to one bridge, with a key of its own.
+#[derive(Clone)]
 pub struct Connector {
     pub http: reqwest::Client,
     pub base: String,
