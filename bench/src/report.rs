@@ -91,12 +91,12 @@ pub fn table(rows: &[Row]) -> String {
         let (budget, met) = row.budget.as_ref().map_or(("—".to_owned(), "—"), |b| {
             (b.text.clone(), if b.met { "yes" } else { "**no**" })
         });
+        let value = format!("{} {}", number(row.value), row.unit);
         out += &format!(
-            "| {} | {} | {} {} | {floor} | {ratio} | {budget} | {met} |\n",
+            "| {} | {} | {} | {floor} | {ratio} | {budget} | {met} |\n",
             row.figure,
             row.backend,
-            number(row.value),
-            row.unit
+            value.trim_end()
         );
     }
     out
@@ -144,7 +144,12 @@ mod tests {
             Row::new("throughput", "SQLite", 10.0, "msg/s")
                 .floor_in("bare SQLite commits per second", 100.0, "/s")
                 .at_least(5000.0),
+            Row::new("answers per message", "SQLite", 2.5, ""),
         ]);
+        assert!(
+            table.contains("| answers per message | SQLite | 2.5 | — |"),
+            "{table}"
+        );
         assert!(
             table.contains("| bare SQLite commits per second: 100 /s | 0.10× | ≥ 5,000 msg/s |"),
             "{table}"
