@@ -99,8 +99,13 @@ pub fn start_bridge_with(db: &Db, listen: SocketAddr, max_attempts: Option<u32>)
             }
         };
         if started {
-            // Keep draining stdout so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
+            // Keep draining stdout so the child never blocks on a full pipe. What the bridge logs
+            // (errors only) goes to the test's output, shown when the test fails.
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    eprintln!("bridge on {listen}: {line}");
+                }
+            });
             return Proc::new(child);
         }
         let _ = child.wait();

@@ -22,36 +22,33 @@ pub struct Tally {
     pub dead: Vec<(usize, usize)>,
 }
 
+/// A read of the admin API; a refusal panics with its status and body.
+async fn admin_get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> T {
+    let response = http.get(url).bearer_auth(ADMIN_KEY).send().await.unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    serde_json::from_str(&body).unwrap_or_else(|err| panic!("GET {url}: {status} {body} ({err})"))
+}
+
 /// Counts from the admin transcripts and dead letters, and checks the order in which the agent
 /// first saw each visitor's messages. Returns the tally and every problem found.
 pub async fn account(base: &str, logs: &[VisitorLog], agent: &FakeAgent) -> (Tally, Vec<String>) {
     let http = http_client();
     let mut tally = Tally::default();
     let mut problems = Vec::new();
-    let dead: List<DeadLetter> = http
-        .get(format!("{base}/api/v1/admin/dead-letters"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead: List<DeadLetter> =
+        admin_get(&http, &format!("{base}/api/v1/admin/dead-letters")).await;
     let dead_ids: Vec<String> = dead.items.iter().map(|d| d.message.id.clone()).collect();
     let first_seen = first_seen_by_visitor(logs, &agent.requests());
     for log in logs {
         let v = log.visitor;
         tally.sent += log.sent;
         tally.acknowledged += log.acknowledged.len();
-        let transcript: Transcript = http
-            .get(format!("{base}/api/v1/admin/sessions/{}", log.session_id))
-            .bearer_auth(ADMIN_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let transcript: Transcript = admin_get(
+            &http,
+            &format!("{base}/api/v1/admin/sessions/{}", log.session_id),
+        )
+        .await;
         let users: Vec<&Message> = transcript
             .messages
             .iter()
