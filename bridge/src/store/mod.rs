@@ -334,13 +334,35 @@ impl Store {
 
     /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),
     /// so a transaction that reads before it writes can never fail half-way on a lock upgrade when
-    /// another process (a CLI command) writes too.
+    /// another process (a CLI command) writes too. Begun detached ([`finish_detached`]), so that
+    /// a caller dropped meanwhile never leaves a pooled connection inside it.
     async fn begin(&self) -> Result<Tx<'static>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.write.begin().await?,
+        let (pool, backend) = (self.write.clone(), self.backend);
+        Ok(finish_detached(async move {
+            match backend {
+                Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+                Backend::Postgres => pool.begin().await,
+            }
         })
+        .await??)
     }
+}
+
+/// Runs `work` to its end in a task of its own, even if the caller stops waiting for it.
+///
+/// For what begins a transaction: sqlx 0.9 leaves a PostgreSQL connection inside the
+/// transaction when the future is dropped while it waits for `BEGIN`'s answer (its guard rolls
+/// back only a transaction it has counted, and it counts one only once the answer is in), and the
+/// pool hands that connection out again: every later statement on it would run in a transaction
+/// never committed, and after the first error in it, fail. A client that hangs up drops its
+/// request's future at any point. Run to its end, a `BEGIN` is counted, and a transaction nobody
+/// took is dropped, which rolls it back.
+pub(crate) async fn finish_detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))
 }
 
 /// The newest SQLite migration this build knows: a database migrated further was written by a

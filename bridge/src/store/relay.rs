@@ -313,6 +313,34 @@ impl Store {
         // undone the call, so for a moment the call's row locks are still held, and a claim on
         // another connection would skip those rows as another claimer's (`SKIP LOCKED`) and find
         // nothing. The same connection starts its next statement only once the undo is done.
+        // Detached, because the fallback begins a transaction (see `finish_detached`).
+        let store = self.clone();
+        let connector = connector.clone();
+        let (leased, mut outcome) = super::finish_detached(async move {
+            store
+                .pg_lease(&connector, max, lease_ms, typing, now, outcome)
+                .await
+        })
+        .await??;
+        for leased in leased {
+            outcome
+                .items
+                .push(self.claimed_item(leased, history).await?);
+        }
+        Ok(outcome)
+    }
+
+    /// The leases of [`Store::claim`] on PostgreSQL: the function's, or, when an item must be
+    /// dead-lettered on the way, [`Store::lease_in_tx`]'s on the same connection.
+    async fn pg_lease(
+        &self,
+        connector: &ConnectorRow,
+        max: u32,
+        lease_ms: i64,
+        typing: bool,
+        now: i64,
+        mut outcome: ClaimOutcome,
+    ) -> Result<(Vec<Leased>, ClaimOutcome)> {
         let mut conn = self.write.acquire().await?;
         let claimer = (connector.id.as_str(), connector.all_interfaces);
         let made = pg_relay::claim(
@@ -343,13 +371,7 @@ impl Store {
                     .await?
             }
         };
-        drop(conn);
-        for leased in leased {
-            outcome
-                .items
-                .push(self.claimed_item(leased, history).await?);
-        }
-        Ok(outcome)
+        Ok((leased, outcome))
     }
 
     /// The leasing half of [`Store::claim`] on PostgreSQL when an item must be dead-lettered on

@@ -68,6 +68,11 @@ fn faults_bridge_process() {
         return;
     };
     let listen = std::env::var(LISTEN_VAR).expect("listen address");
+    // The bridge's log (RUST_LOG, set by `start_bridge`) on stdout, which the test reads.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stdout)
+        .init();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
         let mut config = airlock_bridge::Config::defaults();
