@@ -308,12 +308,8 @@ impl Store {
             outcome.dead_lettered = dead;
             return Ok(outcome);
         }
-        // PostgreSQL: one round trip, unless an item must be dead-lettered first. The fallback
-        // runs on the same connection: the server reports the function's refusal before it has
-        // undone the call, so for a moment the call's row locks are still held, and a claim on
-        // another connection would skip those rows as another claimer's (`SKIP LOCKED`) and find
-        // nothing. The same connection starts its next statement only once the undo is done.
-        // Detached, because the fallback begins a transaction (see `finish_detached`).
+        // PostgreSQL: the leases in a task of their own, because the fallback begins a
+        // transaction (see `finish_detached`); the items are read after.
         let store = self.clone();
         let connector = connector.clone();
         let (leased, mut outcome) = super::finish_detached(async move {
@@ -330,8 +326,12 @@ impl Store {
         Ok(outcome)
     }
 
-    /// The leases of [`Store::claim`] on PostgreSQL: the function's, or, when an item must be
-    /// dead-lettered on the way, [`Store::lease_in_tx`]'s on the same connection.
+    /// The leases of [`Store::claim`] on PostgreSQL: one round trip to the function, or, when an
+    /// item must be dead-lettered on the way, [`Store::lease_in_tx`]'s on the same connection.
+    /// The server reports the function's refusal before it has undone the call, so for a moment
+    /// the call's row locks are still held, and a claim on another connection would skip those
+    /// rows as another claimer's (`SKIP LOCKED`) and find nothing. The same connection starts its
+    /// next statement only once the undo is done.
     async fn pg_lease(
         &self,
         connector: &ConnectorRow,
