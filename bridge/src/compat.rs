@@ -67,7 +67,7 @@ pub fn session_id_is_valid(id: &str) -> bool {
 pub fn new_uid() -> String {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).expect("the OS random source works");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// Reads a time the old clients send or the old database holds, as epoch milliseconds:

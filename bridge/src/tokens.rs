@@ -26,8 +26,7 @@ pub fn new_secret(prefix: &str) -> String {
 
 /// The stored form of a secret: hex SHA-256.
 pub fn hash_secret(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// Whether `secret` hashes to `expected_hash`, compared in constant time.
@@ -57,6 +56,11 @@ mod tests {
         assert_eq!(a.len(), "alk_c_".len() + 43);
         assert_eq!(hash_secret(&a), hash_secret(&a));
         assert_eq!(hash_secret(&a).len(), 64);
+        // Lowercase hex of SHA-256, as every stored hash was written: they must keep matching.
+        assert_eq!(
+            hash_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert!(secret_matches(&a, &hash_secret(&a)));
         assert!(!secret_matches(&b, &hash_secret(&a)));
     }

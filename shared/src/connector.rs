@@ -60,6 +60,7 @@ pub struct ClaimResponse {
 pub struct ClaimedItem {
     /// Use this for extend / stream / reply / fail. A redelivery gets a new one.
     pub lease_id: String,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub lease_expires_at: DateTime<Utc>,
     /// 1 on first delivery, 2 on the first redelivery, …
     pub attempt: u32,

@@ -30,10 +30,7 @@ impl Store {
     /// Stores an uploaded file as pending (not yet sent with a message).
     pub async fn store_attachment(&self, new: NewAttachment, now: i64) -> Result<AttachmentRef> {
         let id = new_id("att");
-        let sha256: String = Sha256::digest(&new.data)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha256 = hex::encode(Sha256::digest(&new.data));
         let size = new.data.len() as i64;
         sqlx::query(
             "INSERT INTO attachments (id, session_id, interface_id, filename, content_type, size, \

@@ -8,11 +8,17 @@
 //! over a `rusqlite` connection: one hand-off per operation, none per statement, and under load
 //! one commit for many operations.
 //!
-//! Each operation runs inside a savepoint, so one that fails leaves no trace while the others of
-//! its batch commit. Nobody is answered before the commit that holds their operation succeeded:
-//! what the bridge acknowledges is durable, as before. An operation whose caller went away (a
-//! client that hung up) still runs and commits, as one that committed just before a crash would
-//! have: every write here is idempotent or recovered by a lease running out.
+//! The operations of a batch run one after the other in one transaction, with nothing between
+//! them. Should one fail, the transaction is rolled back and the batch runs again in parts: the
+//! operations before the failed one together, the failed one alone (so that it leaves no trace),
+//! then the rest. So an operation is a function that can run more than once; only the result of
+//! the run that committed is answered. (Each operation used to run in a savepoint of its own
+//! instead, which copied every page it touched into an undo journal in memory first: a fifth of
+//! this thread's time, docs/performance.md.) Nobody is answered before the commit that holds
+//! their operation succeeded: what the bridge acknowledges is durable, as before. An operation
+//! whose caller went away (a client that hung up) still runs and commits, as one that committed
+//! just before a crash would have: every write here is idempotent or recovered by a lease
+//! running out.
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -36,10 +42,50 @@ const CHECKPOINT_IDLE: Duration = Duration::from_secs(10);
 /// Prepared statements the writer keeps: more than the relay's operations use between them.
 const STATEMENT_CACHE: usize = 128;
 
-/// What a finished operation does once its batch is committed (or failed to commit).
-type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
-/// An operation: runs on the writer thread, says whether it succeeded, and how to answer.
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
+/// An operation queued for the writer thread, with its caller waiting for the answer.
+trait Operation: Send {
+    /// Runs the operation inside the writer's transaction and keeps its result; says whether it
+    /// succeeded. Run again after a rollback, it replaces the result it kept.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller with the result kept, or with `failed`, the error that ended the
+    /// transaction holding it. Only the first call answers.
+    fn answer(&mut self, failed: Option<&str>);
+}
+
+/// An [`Operation`] from a function and the channel its caller waits on.
+struct Pending<T, F> {
+    operation: F,
+    result: Option<Result<T>>,
+    caller: Option<oneshot::Sender<Result<T>>>,
+}
+
+impl<T, F> Operation for Pending<T, F>
+where
+    F: Fn(&Connection) -> Result<T> + Send,
+    T: Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| (self.operation)(conn)))
+            .unwrap_or_else(|_| Err(StoreError::Writer("a write operation panicked".into())));
+        let succeeded = result.is_ok();
+        self.result = Some(result);
+        succeeded
+    }
+
+    fn answer(&mut self, failed: Option<&str>) {
+        let Some(caller) = self.caller.take() else {
+            return;
+        };
+        let result = match (failed, self.result.take()) {
+            (Some(error), _) => Err(StoreError::Writer(format!("commit failed: {error}"))),
+            (None, Some(result)) => result,
+            (None, None) => Err(StoreError::Writer("the operation did not run".into())),
+        };
+        let _ = caller.send(result);
+    }
+}
+
+type Job = Box<dyn Operation>;
 
 /// What the writer thread is asked.
 enum Request {
@@ -68,8 +114,8 @@ impl Writer {
             SqliteSync::Normal => "NORMAL",
             SqliteSync::Full => "FULL",
         };
-        // `temp_store = MEMORY`: the savepoints of a large batch keep their undo pages in memory
-        // instead of spilling them to a temporary file.
+        // `temp_store = MEMORY`: a statement's undo journal (SQLite keeps one for a statement
+        // that may fail halfway inside a larger transaction) stays in memory, not in a file.
         conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
              PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
@@ -85,25 +131,18 @@ impl Writer {
     }
 
     /// Runs `operation` on the writer thread inside a write transaction, and returns its result
-    /// once that transaction committed.
+    /// once that transaction committed. `operation` may run more than once (see the module's
+    /// comment): it must do nothing but its writes on `conn`.
     pub async fn run<T, F>(&self, operation: F) -> Result<T>
     where
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: Fn(&Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let (answer, answered) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn: &Connection| {
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| operation(conn)))
-                .unwrap_or_else(|_| Err(StoreError::Writer("a write operation panicked".into())));
-            let succeeded = result.is_ok();
-            let finish: Finish = Box::new(move |commit_error: Option<&str>| {
-                let result = match commit_error {
-                    Some(error) => Err(StoreError::Writer(format!("commit failed: {error}"))),
-                    None => result,
-                };
-                let _ = answer.send(result);
-            });
-            (succeeded, finish)
+        let (caller, answered) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(Pending {
+            operation,
+            result: None,
+            caller: Some(caller),
         });
         self.jobs
             .send(Request::Run(job))
@@ -215,7 +254,7 @@ fn serve(conn: Connection, queue: &mpsc::Receiver<Request>, checkpointer: Checkp
         }
         if !batch.is_empty() {
             since_checkpoint += batch.len();
-            run_batch(&conn, batch);
+            run_batch(&conn, &mut batch);
             if since_checkpoint >= CHECKPOINT_EVERY {
                 since_checkpoint = 0;
                 checkpointer.wake();
@@ -229,51 +268,64 @@ fn serve(conn: Connection, queue: &mpsc::Receiver<Request>, checkpointer: Checkp
     }
 }
 
-/// Runs `batch` in one transaction, each operation in a savepoint (unless it is alone), and
-/// answers each after the commit.
-fn run_batch(conn: &Connection, batch: Vec<Job>) {
+/// Runs `batch` in one transaction and answers each operation after the commit. When one fails,
+/// the batch runs again in parts: those before it together, it alone, then the rest.
+fn run_batch(conn: &Connection, batch: &mut [Job]) {
+    match batch {
+        [] => {}
+        [alone] => run_alone(conn, alone.as_mut()),
+        _ => {
+            if let Err(failed) = run_together(conn, batch) {
+                let (before, rest) = batch.split_at_mut(failed);
+                run_batch(conn, before);
+                if let Some((failed, after)) = rest.split_first_mut() {
+                    run_alone(conn, failed.as_mut());
+                    run_batch(conn, after);
+                }
+            }
+        }
+    }
+}
+
+/// Runs every operation of `batch` in one transaction, commits it and answers them all; or, when
+/// one fails, rolls everything back, answers none and returns the failed one's index.
+fn run_together(conn: &Connection, batch: &mut [Job]) -> std::result::Result<(), usize> {
     if let Err(err) = execute(conn, "BEGIN IMMEDIATE") {
-        // Dropping the jobs unanswered tells each caller the write did not happen.
         tracing::error!(error = %err, "the SQLite writer could not begin a transaction");
+        let error = err.to_string();
+        batch.iter_mut().for_each(|job| job.answer(Some(&error)));
+        return Ok(());
+    }
+    if let Some(failed) = batch.iter_mut().position(|job| !job.run(conn)) {
+        if let Err(err) = execute(conn, "ROLLBACK") {
+            tracing::error!(error = %err, "the SQLite writer could not roll back");
+        }
+        return Err(failed);
+    }
+    let error = end(conn, "COMMIT");
+    batch
+        .iter_mut()
+        .for_each(|job| job.answer(error.as_deref()));
+    Ok(())
+}
+
+/// Runs `job` in a transaction of its own: committed when it succeeded, rolled back when not.
+fn run_alone(conn: &Connection, job: &mut dyn Operation) {
+    if let Err(err) = execute(conn, "BEGIN IMMEDIATE") {
+        tracing::error!(error = %err, "the SQLite writer could not begin a transaction");
+        job.answer(Some(&err.to_string()));
         return;
     }
-    // An operation alone needs no savepoint: the transaction is its own, and one that fails is
-    // rolled back whole.
-    let alone = batch.len() == 1;
-    let mut finishes = Vec::with_capacity(batch.len());
-    let mut failed_alone = false;
-    for job in batch {
-        if !alone && let Err(err) = execute(conn, "SAVEPOINT operation") {
-            tracing::error!(error = %err, "the SQLite writer could not set a savepoint");
-            break;
-        }
-        let (succeeded, finish) = job(conn);
-        if alone {
-            failed_alone = !succeeded;
-            finishes.push(finish);
-            break;
-        }
-        let ended = if succeeded {
-            execute(conn, "RELEASE operation")
-        } else {
-            execute(conn, "ROLLBACK TO operation").and_then(|()| execute(conn, "RELEASE operation"))
-        };
-        if let Err(err) = ended {
-            tracing::error!(error = %err, "the SQLite writer could not end a savepoint");
-            finish(Some(&err.to_string()));
-            continue;
-        }
-        finishes.push(finish);
-    }
-    let end = if failed_alone { "ROLLBACK" } else { "COMMIT" };
-    match execute(conn, end) {
-        Ok(()) => finishes.into_iter().for_each(|finish| finish(None)),
-        Err(err) => {
-            let _ = execute(conn, "ROLLBACK");
-            let error = err.to_string();
-            finishes.into_iter().for_each(|finish| finish(Some(&error)));
-        }
-    }
+    let succeeded = job.run(conn);
+    let error = end(conn, if succeeded { "COMMIT" } else { "ROLLBACK" });
+    job.answer(error.as_deref());
+}
+
+/// Ends the transaction with `statement`; on failure rolls it back and returns the error.
+fn end(conn: &Connection, statement: &str) -> Option<String> {
+    let err = execute(conn, statement).err()?;
+    let _ = execute(conn, "ROLLBACK");
+    Some(err.to_string())
 }
 
 /// Runs one statement of the writer's own (`BEGIN`, a savepoint, `COMMIT`), kept prepared.
@@ -288,32 +340,69 @@ mod tests {
 
     use super::*;
 
-    /// An operation inserting `value` into `t`, failing after the insert when `fail`; its answer
-    /// (`Ok` or the error's text) lands in `answers`.
-    fn insert(value: i64, fail: bool, answers: &Arc<Mutex<Vec<String>>>) -> Job {
-        let answers = Arc::clone(answers);
-        Box::new(move |conn: &Connection| {
-            let result = conn
-                .execute("INSERT INTO t (v) VALUES (?1)", [value])
-                .map_err(StoreError::from)
-                .and_then(|_| {
-                    if fail {
-                        Err(StoreError::Writer("refused".into()))
-                    } else {
-                        Ok(())
-                    }
-                });
-            let succeeded = result.is_ok();
-            let finish: Finish = Box::new(move |commit_error: Option<&str>| {
-                let answer = match (commit_error, result) {
-                    (Some(error), _) => format!("{value}: commit failed: {error}"),
-                    (None, Ok(())) => format!("{value}: ok"),
-                    (None, Err(err)) => format!("{value}: {err}"),
-                };
-                answers.lock().unwrap().push(answer);
-            });
-            (succeeded, finish)
-        })
+    /// An operation inserting `value` into `t`, failing after the insert when `fail`; each run
+    /// counts in `runs`, and its answer (`Ok` or the error's text) lands in `answers`.
+    fn insert(
+        value: i64,
+        fail: bool,
+        runs: &Arc<Mutex<Vec<i64>>>,
+        answers: &Arc<Mutex<Vec<String>>>,
+    ) -> (Job, Answer) {
+        let runs = Arc::clone(runs);
+        let (caller, answered) = oneshot::channel();
+        let job: Job = Box::new(Pending {
+            operation: move |conn: &Connection| {
+                runs.lock().unwrap().push(value);
+                conn.execute("INSERT INTO t (v) VALUES (?1)", [value])?;
+                if fail {
+                    return Err(StoreError::Writer("refused".into()));
+                }
+                Ok(())
+            },
+            result: None,
+            caller: Some(caller),
+        });
+        (
+            job,
+            Answer {
+                value,
+                answered,
+                answers: Arc::clone(answers),
+            },
+        )
+    }
+
+    struct Answer {
+        value: i64,
+        answered: oneshot::Receiver<Result<()>>,
+        answers: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Answer {
+        fn take(mut self) {
+            let answer = match self.answered.try_recv() {
+                Ok(Ok(())) => format!("{}: ok", self.value),
+                Ok(Err(err)) => format!("{}: {err}", self.value),
+                Err(_) => format!("{}: unanswered", self.value),
+            };
+            self.answers.lock().unwrap().push(answer);
+        }
+    }
+
+    /// Runs the operations `(value, fail)` as one batch; returns their answers in order.
+    fn batch(
+        conn: &Connection,
+        operations: &[(i64, bool)],
+        runs: &Arc<Mutex<Vec<i64>>>,
+    ) -> Vec<String> {
+        let answers = Arc::default();
+        let (mut jobs, waiting): (Vec<Job>, Vec<Answer>) = operations
+            .iter()
+            .map(|&(value, fail)| insert(value, fail, runs, &answers))
+            .unzip();
+        run_batch(conn, &mut jobs);
+        waiting.into_iter().for_each(Answer::take);
+        Arc::try_unwrap(answers).unwrap().into_inner().unwrap()
     }
 
     fn stored(conn: &Connection) -> Vec<i64> {
@@ -330,38 +419,56 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_commits_together_with_each_operation_run_once() {
+        let conn = table();
+        let runs = Arc::default();
+        let answers = batch(&conn, &[(1, false), (2, false), (3, false)], &runs);
+        assert_eq!(answers, ["1: ok", "2: ok", "3: ok"]);
+        assert_eq!(stored(&conn), [1, 2, 3]);
+        assert_eq!(*runs.lock().unwrap(), [1, 2, 3]);
+        assert!(conn.is_autocommit(), "the transaction is over");
+    }
+
+    #[test]
     fn a_failed_operation_in_a_batch_leaves_no_trace_and_the_others_commit() {
         let conn = table();
-        let answers = Arc::default();
-        let batch = vec![
-            insert(1, false, &answers),
-            insert(2, true, &answers),
-            insert(3, false, &answers),
-        ];
-        run_batch(&conn, batch);
-        assert_eq!(stored(&conn), [1, 3]);
-        assert_eq!(
-            *answers.lock().unwrap(),
-            ["1: ok", "2: database writer: refused", "3: ok"]
+        let runs = Arc::default();
+        let answers = batch(
+            &conn,
+            &[(1, false), (2, true), (3, false), (4, true), (5, false)],
+            &runs,
         );
+        assert_eq!(stored(&conn), [1, 3, 5]);
+        assert_eq!(
+            answers,
+            [
+                "1: ok",
+                "2: database writer: refused",
+                "3: ok",
+                "4: database writer: refused",
+                "5: ok"
+            ]
+        );
+        // Together until 2 failed; 1 again, 2 alone; then 3 and 4 together until 4 failed; 3
+        // again, 4 alone; 5 alone.
+        assert_eq!(*runs.lock().unwrap(), [1, 2, 1, 2, 3, 4, 3, 4, 5]);
         assert!(conn.is_autocommit(), "the transaction is over");
     }
 
     #[test]
     fn an_operation_alone_commits_or_leaves_no_trace() {
         let conn = table();
-        let answers = Arc::default();
-        run_batch(&conn, vec![insert(1, true, &answers)]);
+        let runs = Arc::default();
+        assert_eq!(
+            batch(&conn, &[(1, true)], &runs),
+            ["1: database writer: refused"]
+        );
         assert!(
             conn.is_autocommit(),
             "the failed operation's transaction is over"
         );
-        run_batch(&conn, vec![insert(2, false, &answers)]);
+        assert_eq!(batch(&conn, &[(2, false)], &runs), ["2: ok"]);
         assert_eq!(stored(&conn), [2]);
-        assert_eq!(
-            *answers.lock().unwrap(),
-            ["1: database writer: refused", "2: ok"]
-        );
     }
 
     #[tokio::test]
