@@ -355,7 +355,8 @@ fn message(conn: &Connection, id: &str) -> Result<Message> {
 fn next_rev(conn: &Connection, session_id: &str, new_message: bool, now: i64) -> Result<i64> {
     conn.prepare_cached(
         "UPDATE sessions SET last_seq = last_seq + 1, message_count = message_count + ?2, \
-         last_activity_at = ?3 WHERE id = ?1 RETURNING last_seq",
+         last_activity_at = CASE WHEN ?3 >= last_activity_at AND ?3 < last_activity_at + 1000 \
+         THEN last_activity_at ELSE ?3 END WHERE id = ?1 RETURNING last_seq",
     )?
     .query_row(params![session_id, i64::from(new_message), now], |row| {
         row.get(0)
