@@ -3,7 +3,7 @@
 -- hold, so PostgreSQL could never update the row in place (a "HOT" update, which needs every
 -- indexed column unchanged): each update put a new entry into each of the table's five indexes,
 -- and the many dead versions of a busy session's row were walked by every look-up of it
--- (docs/performance.md, "Twelfth round").
+-- (docs/performance.md, "Eleventh round").
 --
 -- Activity is now kept to the second: a change less than a second after the recorded activity
 -- leaves it as it is, so most updates leave the indexed columns alone and are made in place. Room
