@@ -13,8 +13,8 @@
 //! operations before the failed one together, the failed one alone (so that it leaves no trace),
 //! then the rest. So an operation is a function that can run more than once; only the result of
 //! the run that committed is answered. (Each operation used to run in a savepoint of its own
-//! instead, which copied every page it touched into an undo journal in memory first: a fifth of
-//! this thread's time, docs/performance.md.) Nobody is answered before the commit that holds
+//! instead, which copied every page it touched into an undo journal in memory first: an eighth
+//! of this thread's time, docs/performance.md.) Nobody is answered before the commit that holds
 //! their operation succeeded: what the bridge acknowledges is durable, as before. An operation
 //! whose caller went away (a client that hung up) still runs and commits, as one that committed
 //! just before a crash would have: every write here is idempotent or recovered by a lease
@@ -328,7 +328,7 @@ fn end(conn: &Connection, statement: &str) -> Option<String> {
     Some(err.to_string())
 }
 
-/// Runs one statement of the writer's own (`BEGIN`, a savepoint, `COMMIT`), kept prepared.
+/// Runs one statement of the writer's own (`BEGIN`, `COMMIT`, `ROLLBACK`), kept prepared.
 fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
@@ -341,13 +341,12 @@ mod tests {
     use super::*;
 
     /// An operation inserting `value` into `t`, failing after the insert when `fail`; each run
-    /// counts in `runs`, and its answer (`Ok` or the error's text) lands in `answers`.
+    /// is counted in `runs`. Also returns where its answer comes.
     fn insert(
         value: i64,
         fail: bool,
         runs: &Arc<Mutex<Vec<i64>>>,
-        answers: &Arc<Mutex<Vec<String>>>,
-    ) -> (Job, Answer) {
+    ) -> (Job, oneshot::Receiver<Result<()>>) {
         let runs = Arc::clone(runs);
         let (caller, answered) = oneshot::channel();
         let job: Job = Box::new(Pending {
@@ -362,47 +361,30 @@ mod tests {
             result: None,
             caller: Some(caller),
         });
-        (
-            job,
-            Answer {
-                value,
-                answered,
-                answers: Arc::clone(answers),
-            },
-        )
+        (job, answered)
     }
 
-    struct Answer {
-        value: i64,
-        answered: oneshot::Receiver<Result<()>>,
-        answers: Arc<Mutex<Vec<String>>>,
-    }
-
-    impl Answer {
-        fn take(mut self) {
-            let answer = match self.answered.try_recv() {
-                Ok(Ok(())) => format!("{}: ok", self.value),
-                Ok(Err(err)) => format!("{}: {err}", self.value),
-                Err(_) => format!("{}: unanswered", self.value),
-            };
-            self.answers.lock().unwrap().push(answer);
-        }
-    }
-
-    /// Runs the operations `(value, fail)` as one batch; returns their answers in order.
+    /// Runs the operations `(value, fail)` as one batch; returns their answers (`Ok` or the
+    /// error's text) in order.
     fn batch(
         conn: &Connection,
         operations: &[(i64, bool)],
         runs: &Arc<Mutex<Vec<i64>>>,
     ) -> Vec<String> {
-        let answers = Arc::default();
-        let (mut jobs, waiting): (Vec<Job>, Vec<Answer>) = operations
+        let (mut jobs, answers): (Vec<Job>, Vec<_>) = operations
             .iter()
-            .map(|&(value, fail)| insert(value, fail, runs, &answers))
+            .map(|&(value, fail)| insert(value, fail, runs))
             .unzip();
         run_batch(conn, &mut jobs);
-        waiting.into_iter().for_each(Answer::take);
-        Arc::try_unwrap(answers).unwrap().into_inner().unwrap()
+        operations
+            .iter()
+            .zip(answers)
+            .map(|(&(value, _), mut answer)| match answer.try_recv() {
+                Ok(Ok(())) => format!("{value}: ok"),
+                Ok(Err(err)) => format!("{value}: {err}"),
+                Err(_) => format!("{value}: unanswered"),
+            })
+            .collect()
     }
 
     fn stored(conn: &Connection) -> Vec<i64> {
