@@ -273,17 +273,25 @@ fn serve(conn: Connection, queue: &mpsc::Receiver<Request>, checkpointer: Checkp
 fn run_batch(conn: &Connection, batch: &mut [Job]) {
     match batch {
         [] => {}
-        [alone] => run_alone(conn, alone.as_mut()),
+        [alone] => run_alone(conn, alone),
         _ => {
             if let Err(failed) = run_together(conn, batch) {
                 let (before, rest) = batch.split_at_mut(failed);
                 run_batch(conn, before);
                 if let Some((failed, after)) = rest.split_first_mut() {
-                    run_alone(conn, failed.as_mut());
+                    run_alone(conn, failed);
                     run_batch(conn, after);
                 }
             }
         }
+    }
+}
+
+/// Runs `job` in a transaction of its own: committed when it succeeded, rolled back and answered
+/// with its own error when not.
+fn run_alone(conn: &Connection, job: &mut Job) {
+    if run_together(conn, std::slice::from_mut(job)).is_err() {
+        job.answer(None);
     }
 }
 
@@ -302,30 +310,14 @@ fn run_together(conn: &Connection, batch: &mut [Job]) -> std::result::Result<(),
         }
         return Err(failed);
     }
-    let error = end(conn, "COMMIT");
+    let error = execute(conn, "COMMIT").err().map(|err| {
+        let _ = execute(conn, "ROLLBACK");
+        err.to_string()
+    });
     batch
         .iter_mut()
         .for_each(|job| job.answer(error.as_deref()));
     Ok(())
-}
-
-/// Runs `job` in a transaction of its own: committed when it succeeded, rolled back when not.
-fn run_alone(conn: &Connection, job: &mut dyn Operation) {
-    if let Err(err) = execute(conn, "BEGIN IMMEDIATE") {
-        tracing::error!(error = %err, "the SQLite writer could not begin a transaction");
-        job.answer(Some(&err.to_string()));
-        return;
-    }
-    let succeeded = job.run(conn);
-    let error = end(conn, if succeeded { "COMMIT" } else { "ROLLBACK" });
-    job.answer(error.as_deref());
-}
-
-/// Ends the transaction with `statement`; on failure rolls it back and returns the error.
-fn end(conn: &Connection, statement: &str) -> Option<String> {
-    let err = execute(conn, statement).err()?;
-    let _ = execute(conn, "ROLLBACK");
-    Some(err.to_string())
 }
 
 /// Runs one statement of the writer's own (`BEGIN`, `COMMIT`, `ROLLBACK`), kept prepared.
