@@ -477,25 +477,32 @@ impl MessageRow {
     }
 }
 
-/// Takes the session's next change number (for a new message or a changed one) and marks activity.
-/// On PostgreSQL this locks the session row until commit, so one session's changes commit in
-/// change-number order and a reader following the cursor never skips one.
+/// The update behind every change number: the session `$1`'s next one, `$2` (0 or 1) more
+/// messages, and activity at `$3`.
 ///
 /// Activity is kept to the second: a change less than a second after the recorded activity leaves
 /// it as it is, so that on PostgreSQL most of these updates leave the row's indexed columns alone
-/// and are made in place (migrations/postgres/0008_session_activity_hot.sql says why). The same
-/// rule in `airlock_next_rev` and `sqlite_relay::next_rev`.
-async fn next_rev(tx: &mut Tx<'_>, session_id: &str, new_message: bool, now: i64) -> Result<i64> {
-    let rev: Option<i64> = sqlx::query_scalar(
+/// and are made in place (migrations/postgres/0008_session_activity_hot.sql says why; its
+/// `airlock_next_rev` has the same rule). Used by [`next_rev`] and `sqlite_relay::next_rev`.
+macro_rules! bump_session {
+    () => {
         "UPDATE sessions SET last_seq = last_seq + 1, message_count = message_count + $2, \
          last_activity_at = CASE WHEN $3 >= last_activity_at AND $3 < last_activity_at + 1000 \
-         THEN last_activity_at ELSE $3 END WHERE id = $1 RETURNING last_seq",
-    )
-    .bind(session_id)
-    .bind(i64::from(new_message))
-    .bind(now)
-    .fetch_optional(&mut **tx)
-    .await?;
+         THEN last_activity_at ELSE $3 END WHERE id = $1"
+    };
+}
+pub(crate) use bump_session;
+
+/// Takes the session's next change number (for a new message or a changed one) and marks activity.
+/// On PostgreSQL this locks the session row until commit, so one session's changes commit in
+/// change-number order and a reader following the cursor never skips one.
+async fn next_rev(tx: &mut Tx<'_>, session_id: &str, new_message: bool, now: i64) -> Result<i64> {
+    let rev: Option<i64> = sqlx::query_scalar(concat!(bump_session!(), " RETURNING last_seq"))
+        .bind(session_id)
+        .bind(i64::from(new_message))
+        .bind(now)
+        .fetch_optional(&mut **tx)
+        .await?;
     rev.ok_or(StoreError::NotFound("session"))
 }
 

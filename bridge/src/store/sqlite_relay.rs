@@ -15,7 +15,7 @@ use super::relay::{
     OutboxRow, claim_candidates, claim_history, rendered, require_leased, select_lease,
 };
 use super::sessions::{MESSAGE_BY_CLIENT_ID, SendOutcome, add_pending_attachment, select_sessions};
-use super::{MessageRow, Result, SessionRow, StoreError, message_columns};
+use super::{MessageRow, Result, SessionRow, StoreError, bump_session, message_columns};
 use crate::tokens::new_id;
 
 /// Who claims: the parts of a [`super::ConnectorRow`] a claim needs, owned for the writer thread.
@@ -358,12 +358,10 @@ fn message(conn: &Connection, id: &str) -> Result<Message> {
 /// this function's time in the writer's profile); the `SELECT` reads the page just written.
 fn next_rev(conn: &Connection, session_id: &str, new_message: bool, now: i64) -> Result<i64> {
     let updated = conn
-        .prepare_cached(
-            "UPDATE sessions SET last_seq = last_seq + 1, message_count = message_count + ?2, \
-             last_activity_at = CASE WHEN ?3 >= last_activity_at AND ?3 < last_activity_at + 1000 \
-             THEN last_activity_at ELSE ?3 END WHERE id = ?1",
-        )?
-        .execute(params![session_id, i64::from(new_message), now])?;
+        .prepare_cached(bump_session!())?
+        .execute(named_params! {
+            "$1": session_id, "$2": i64::from(new_message), "$3": now
+        })?;
     if updated == 0 {
         return Err(StoreError::NotFound("session"));
     }

@@ -295,8 +295,9 @@ fn run_alone(conn: &Connection, job: &mut Job) {
     }
 }
 
-/// Runs every operation of `batch` in one transaction, commits it and answers them all; or, when
-/// one fails, rolls everything back, answers none and returns the failed one's index.
+/// Runs every operation of `batch` in one transaction, commits it and answers them all (with the
+/// commit's error if it failed, or with `BEGIN`'s if none could run); or, when one fails, rolls
+/// everything back, answers none and returns the failed one's index.
 fn run_together(conn: &Connection, batch: &mut [Job]) -> std::result::Result<(), usize> {
     if let Err(err) = execute(conn, "BEGIN IMMEDIATE") {
         tracing::error!(error = %err, "the SQLite writer could not begin a transaction");
