@@ -165,6 +165,69 @@ mod cases {
         assert_eq!(item.attempt, 1);
     }
 
+    pub async fn a_claim_of_several_items_gives_each_its_own_history(store: Store) {
+        let ifc = interface(&store, "support").await;
+        let c = connector(&store, "agent", &[]).await;
+        let a = session(&store, &ifc, T0).await;
+        let b = session(&store, &ifc, T0).await;
+        let e = session(&store, &ifc, T0).await;
+        // An exchange in a and in b; e starts fresh.
+        for (n, s) in [&a, &b].into_iter().enumerate() {
+            let now = T0 + 10 * n as i64;
+            store
+                .send_user_message(&s.id, "1", &format!("{n} first"), &[], None, now)
+                .await
+                .unwrap();
+            let item = store
+                .claim(&c, 1, LEASE, 20, false, now + 1)
+                .await
+                .unwrap()
+                .items;
+            store
+                .reply(&item[0].lease_id, &c, &format!("{n} answer"), now + 2)
+                .await
+                .unwrap();
+        }
+        for (n, s) in [&b, &e, &a].into_iter().enumerate() {
+            store
+                .send_user_message(
+                    &s.id,
+                    "2",
+                    &format!("{n} second"),
+                    &[],
+                    None,
+                    T0 + 30 + n as i64,
+                )
+                .await
+                .unwrap();
+        }
+        let items = store
+            .claim(&c, 10, LEASE, 20, false, T0 + 40)
+            .await
+            .unwrap()
+            .items;
+        let got: Vec<_> = items
+            .iter()
+            .map(|item| {
+                let history: Vec<_> = item.history.iter().map(|m| m.text.as_str()).collect();
+                (
+                    item.session.id.as_str(),
+                    item.message.text.as_str(),
+                    history,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (b.id.as_str(), "0 second", vec!["1 first", "1 answer"]),
+                (e.id.as_str(), "1 second", vec![]),
+                (a.id.as_str(), "2 second", vec!["0 first", "0 answer"]),
+            ],
+            "leased in the order sent, each with its own session's history"
+        );
+    }
+
     pub async fn sessions_are_served_in_parallel_by_several_connectors(store: Store) {
         let ifc = interface(&store, "support").await;
         let a = session(&store, &ifc, T0).await;
@@ -1816,6 +1879,7 @@ conformance!(
     same_client_id_twice_stores_one_message,
     a_session_hands_out_one_item_at_a_time_in_order,
     claims_carry_history_and_session_context,
+    a_claim_of_several_items_gives_each_its_own_history,
     sessions_are_served_in_parallel_by_several_connectors,
     an_expired_lease_is_handed_out_again_under_a_new_lease,
     calls_on_a_superseded_lease_are_refused,

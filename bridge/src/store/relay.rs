@@ -9,6 +9,8 @@
 //! - after `max_attempts` deliveries the item is dead-lettered and the visitor's log shows a failed
 //!   reply, so the visitor is never left waiting in silence.
 
+use std::collections::HashMap;
+
 use airlock_shared::admin::DeadLetter;
 use airlock_shared::connector::{ClaimedItem, FailOutcome, SessionContext};
 use airlock_shared::{Message, time_from_millis};
@@ -113,14 +115,15 @@ macro_rules! claim_history {
 }
 pub(super) use claim_history;
 
-/// A leased item as the connector gets it, in one read (PostgreSQL): the item's message (`part`
-/// 0) with the visitor's context, its session as JSON and its interface's configuration, then
-/// up to `$2` earlier messages (`part` 1) in any order — found by the item's session and `seq`
-/// as values, so the index on both is walked back from the item (a join on the session read the
-/// whole session instead). The same reads as SQLite's `sqlite_relay::claim_parts`, which are
-/// calls on the writer's thread rather than round trips.
-const CLAIMED_ITEM: &str = concat!(
-    "SELECT 0::BIGINT AS part, ",
+/// The leased items as the connector gets them, in one read (PostgreSQL) whatever their number:
+/// for each of the ids in `$1` (separated by spaces), the item's message (`part` 0) with the
+/// visitor's context, its session as JSON and its interface's configuration, then up to `$2`
+/// earlier messages (`part` 1) in any order, each row with its item's id. The history is found
+/// by the item's session and `seq` as values, so the index on both is walked back from the item
+/// (a join on the session read the whole session instead). The same reads as SQLite's
+/// `sqlite_relay::claim_parts`, which are calls on the writer's thread rather than round trips.
+const CLAIMED_ITEMS: &str = concat!(
+    "SELECT 0::BIGINT AS part, m.id AS item_id, ",
     message_columns!(),
     ", m.context, \
      (SELECT row_to_json(x)::TEXT FROM (",
@@ -128,21 +131,18 @@ const CLAIMED_ITEM: &str = concat!(
     " WHERE s.id = m.session_id) x) AS session, \
      (SELECT f.config FROM sessions s JOIN interfaces f ON f.id = s.interface_id \
       WHERE s.id = m.session_id) AS config \
-     FROM messages m WHERE m.id = $1 \
+     FROM messages m WHERE m.id = ANY(string_to_array($1, ' ')) \
      UNION ALL \
-     SELECT 1::BIGINT, h.*, NULL, NULL, NULL FROM (",
-    claim_history!(
-        "(SELECT c.session_id FROM messages c WHERE c.id = $1)",
-        "(SELECT c.seq FROM messages c WHERE c.id = $1)",
-        "$2"
-    ),
-    ") h"
+     SELECT 1::BIGINT, c.id, h.*, NULL, NULL, NULL FROM messages c CROSS JOIN LATERAL (",
+    claim_history!("c.session_id", "c.seq", "$2"),
+    ") h WHERE c.id = ANY(string_to_array($1, ' '))"
 );
 
-/// One row of [`CLAIMED_ITEM`].
+/// One row of [`CLAIMED_ITEMS`].
 #[derive(sqlx::FromRow)]
 struct ItemPart {
     part: i64,
+    item_id: String,
     #[sqlx(flatten)]
     message: MessageRow,
     context: Option<String>,
@@ -318,11 +318,7 @@ impl Store {
                 .await
         })
         .await??;
-        for leased in leased {
-            outcome
-                .items
-                .push(self.claimed_item(leased, history).await?);
-        }
+        outcome.items = self.claimed_items(leased, history).await?;
         Ok(outcome)
     }
 
@@ -459,41 +455,58 @@ impl Store {
         Ok(leased)
     }
 
-    /// Everything the agent needs for one leased item, read after the claim committed.
-    async fn claimed_item(&self, leased: Leased, history: u32) -> Result<ClaimedItem> {
-        let parts: Vec<ItemPart> = sqlx::query_as(CLAIMED_ITEM)
-            .bind(&leased.1)
+    /// Everything the agent needs for the leased items, in the order leased: one read after
+    /// the claim committed, however many there are.
+    async fn claimed_items(&self, leased: Vec<Leased>, history: u32) -> Result<Vec<ClaimedItem>> {
+        if leased.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = leased
+            .iter()
+            .map(|(_, message_id, _, _)| message_id.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let parts: Vec<ItemPart> = sqlx::query_as(CLAIMED_ITEMS)
+            .bind(ids)
             .bind(i64::from(history))
             .fetch_all(&self.read)
             .await?;
-        let mut item = None;
-        let mut earlier = Vec::with_capacity(parts.len());
+        let mut items: HashMap<String, (Option<ItemPart>, Vec<MessageRow>)> =
+            HashMap::with_capacity(leased.len());
         for part in parts {
+            let entry = items.entry(part.item_id.clone()).or_default();
             if part.part == 0 {
-                item = Some(part);
+                entry.0 = Some(part);
             } else {
-                earlier.push(part.message);
+                entry.1.push(part.message);
             }
         }
-        let ItemPart {
-            message,
-            context,
-            session,
-            config,
-            ..
-        } = item.ok_or(StoreError::NotFound("message"))?;
-        let session: SessionRow =
-            serde_json::from_str(session.as_deref().ok_or(StoreError::NotFound("session"))?)
+        leased
+            .into_iter()
+            .map(|leased| {
+                let (item, mut earlier) = items.remove(&leased.1).unwrap_or_default();
+                let ItemPart {
+                    message,
+                    context,
+                    session,
+                    config,
+                    ..
+                } = item.ok_or(StoreError::NotFound("message"))?;
+                let session: SessionRow = serde_json::from_str(
+                    session.as_deref().ok_or(StoreError::NotFound("session"))?,
+                )
                 .map_err(|err| StoreError::Database(sqlx::Error::Decode(err.into())))?;
-        earlier.sort_by_key(|m| m.seq);
-        Ok(ClaimParts {
-            message,
-            context,
-            session,
-            config: config.unwrap_or_default(),
-            history: earlier,
-        }
-        .into_item(leased))
+                earlier.sort_by_key(|m| m.seq);
+                Ok(ClaimParts {
+                    message,
+                    context,
+                    session,
+                    config: config.unwrap_or_default(),
+                    history: earlier,
+                }
+                .into_item(leased))
+            })
+            .collect()
     }
 
     /// The earliest future moment at which an item becomes claimable (a retry back-off ends or

@@ -26,7 +26,7 @@ pub struct NewSession {
 }
 
 /// One row of `sessions`, joined with its interface's slug. (Also read as JSON, whose fields
-/// are the columns of `select_sessions!`: see `relay::CLAIMED_ITEM`.)
+/// are the columns of `select_sessions!`: see `relay::CLAIMED_ITEMS`.)
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Deserialize)]
 pub struct SessionRow {
     pub id: String,
