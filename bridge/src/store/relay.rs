@@ -118,12 +118,16 @@ pub(super) use claim_history;
 /// The leased items as the connector gets them, in one read (PostgreSQL) whatever their number:
 /// for each of the ids in `$1` (separated by spaces), the item's message (`part` 0) with the
 /// visitor's context, its session as JSON and its interface's configuration, then up to `$2`
-/// earlier messages (`part` 1) in any order, each row with its item's id. The history is found
-/// by the item's session and `seq` as values, so the index on both is walked back from the item
-/// (a join on the session read the whole session instead). The same reads as SQLite's
-/// `sqlite_relay::claim_parts`, which are calls on the writer's thread rather than round trips.
+/// earlier messages (`part` 1) in any order, each row with its item's id. The ids are a table
+/// joined to `messages`, so that each is an index look-up: as `m.id = ANY(string_to_array(…))`
+/// the planner chose to scan all of `messages` while it was small, splitting the ids again for
+/// every row. The history is found by the item's session and `seq` as values, so the index on
+/// both is walked back from the item (a join on the session read the whole session instead). The
+/// same reads as SQLite's `sqlite_relay::claim_parts`, which are calls on the writer's thread
+/// rather than round trips.
 const CLAIMED_ITEMS: &str = concat!(
-    "SELECT 0::BIGINT AS part, m.id AS item_id, ",
+    "WITH wanted AS (SELECT unnest(string_to_array($1, ' ')) AS id) \
+     SELECT 0::BIGINT AS part, m.id AS item_id, ",
     message_columns!(),
     ", m.context, \
      (SELECT row_to_json(x)::TEXT FROM (",
@@ -131,11 +135,12 @@ const CLAIMED_ITEMS: &str = concat!(
     " WHERE s.id = m.session_id) x) AS session, \
      (SELECT f.config FROM sessions s JOIN interfaces f ON f.id = s.interface_id \
       WHERE s.id = m.session_id) AS config \
-     FROM messages m WHERE m.id = ANY(string_to_array($1, ' ')) \
+     FROM wanted w JOIN messages m ON m.id = w.id \
      UNION ALL \
-     SELECT 1::BIGINT, c.id, h.*, NULL, NULL, NULL FROM messages c CROSS JOIN LATERAL (",
+     SELECT 1::BIGINT, c.id, h.*, NULL, NULL, NULL \
+     FROM wanted w JOIN messages c ON c.id = w.id CROSS JOIN LATERAL (",
     claim_history!("c.session_id", "c.seq", "$2"),
-    ") h WHERE c.id = ANY(string_to_array($1, ' '))"
+    ") h"
 );
 
 /// One row of [`CLAIMED_ITEMS`].
