@@ -21,6 +21,7 @@ mod compat;
 mod connectors;
 mod interfaces;
 mod notify;
+mod pg_conns;
 mod pg_relay;
 mod readers;
 mod relay;
@@ -117,7 +118,8 @@ pub enum SqliteSync {
 /// Pool sizing, durability and relay policy.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Largest PostgreSQL pool (SQLite uses one writer and a few readers).
+    /// Largest PostgreSQL pools: the relay's hot queries and everything else each open up to
+    /// this many connections (SQLite uses one writer and a few readers).
     pub max_connections: u32,
     /// Deliveries of one inbox item before it is dead-lettered.
     pub max_attempts: u32,
@@ -145,6 +147,9 @@ pub struct Store {
     backend: Backend,
     read: AnyPool,
     write: AnyPool,
+    /// The connections for the relay's hot queries on PostgreSQL (see `pg_conns`); `None` on
+    /// SQLite, whose hot queries go through `writer` and `readers`.
+    hot: Option<pg_conns::Pool>,
     /// SQLite's writer thread, which runs the relay's hot writes (see `writer`); `None` on
     /// PostgreSQL and for an in-memory SQLite database.
     writer: Option<writer::Writer>,
@@ -191,6 +196,8 @@ impl Store {
             Backend::Postgres => None,
         };
         let connect_options = AnyConnectOptions::from_str(url)?;
+        let hot = (backend == Backend::Postgres)
+            .then(|| pg_conns::pool(connect_options.clone(), options.max_connections.max(2)));
         let listen_options = match backend {
             Backend::Postgres => Some(sqlx::postgres::PgConnectOptions::from_str(url)?),
             Backend::Sqlite => None,
@@ -243,6 +250,7 @@ impl Store {
             backend,
             read,
             write,
+            hot,
             writer,
             readers,
             connector_keys: cache::TtlCache::default(),
@@ -254,6 +262,17 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A connection for one of the relay's hot queries (see `pg_conns`). Only PostgreSQL has
+    /// them: SQLite's hot queries go through `writer` and `readers`.
+    async fn hot(&self) -> Result<pg_conns::Hot> {
+        match &self.hot {
+            Some(pool) => pg_conns::get(pool).await,
+            None => Err(StoreError::Writer(
+                "no connections for hot queries: not PostgreSQL".into(),
+            )),
+        }
     }
 
     /// How many deliveries an inbox item gets before it is dead-lettered.

@@ -16,12 +16,15 @@ impl Store {
         if self.backend != Backend::Postgres {
             return Ok(());
         }
-        // `pg_notify` returns `void`, which the Any driver cannot decode; select a constant.
-        sqlx::query("SELECT 1 FROM pg_notify($1, $2)")
+        // `pg_notify` returns `void`, which the Any driver cannot decode; select a constant. One
+        // follows most writes of the relay: a hot query (see `pg_conns`).
+        let mut hot = self.hot().await?;
+        let sent = sqlx::query("SELECT 1 FROM pg_notify($1, $2)")
             .bind(channel)
             .bind(payload)
-            .execute(&self.write)
-            .await?;
+            .execute(hot.conn())
+            .await;
+        hot.settle(sent)?;
         Ok(())
     }
 

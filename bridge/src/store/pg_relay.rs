@@ -7,8 +7,7 @@
 //! for what the functions leave to them: a message with attachments, and a claim that must
 //! dead-letter an item first. `tests/store_conformance.rs` holds all of them to one behaviour.
 
-use sqlx::{AnyConnection, AnyPool};
-
+use super::pg_conns::PooledConn;
 use super::relay::{Leased, rendered};
 use super::{MessageRow, Result, StoreError};
 use crate::tokens::new_id;
@@ -42,7 +41,7 @@ fn refusal(err: sqlx::Error) -> StoreError {
 /// A visitor's message without attachments (see `Store::send_user_message`): the stored message,
 /// and whether this call stored it (else the same `client_id` had stored it before).
 pub(super) async fn send(
-    pool: &AnyPool,
+    hot: &mut PooledConn,
     session_id: &str,
     client_id: &str,
     text: &str,
@@ -50,16 +49,17 @@ pub(super) async fn send(
     now: i64,
 ) -> Result<(MessageRow, bool)> {
     let id = new_id("msg");
-    let message: MessageRow = sqlx::query_as("SELECT * FROM airlock_send($1, $2, $3, $4, $5, $6)")
-        .bind(session_id)
-        .bind(client_id)
-        .bind(text)
-        .bind(context)
-        .bind(&id)
-        .bind(now)
-        .fetch_one(pool)
-        .await
-        .map_err(refusal)?;
+    let message =
+        sqlx::query_as::<_, MessageRow>("SELECT * FROM airlock_send($1, $2, $3, $4, $5, $6)")
+            .bind(session_id)
+            .bind(client_id)
+            .bind(text)
+            .bind(context)
+            .bind(&id)
+            .bind(now)
+            .fetch_one(hot.conn())
+            .await;
+    let message = hot.settle(message).map_err(refusal)?;
     let created = message.id == id;
     Ok((message, created))
 }
@@ -82,9 +82,9 @@ struct ClaimRow {
 
 /// Leases up to `max` items (see `Store::claim`). `None`: an item must be dead-lettered first,
 /// which the function leaves to the sqlx version; nothing was changed, though the undone call may
-/// still hold its row locks for a moment: go on on the same `conn`.
+/// still hold its row locks for a moment: go on on the same connection.
 pub(super) async fn claim(
-    conn: &mut AnyConnection,
+    hot: &mut PooledConn,
     claimer: (&str, bool),
     max: u32,
     lease_ms: i64,
@@ -109,9 +109,9 @@ pub(super) async fn claim(
     .bind(typing)
     .bind(ids.join(" "))
     .bind(now)
-    .fetch_all(conn)
+    .fetch_all(hot.conn())
     .await;
-    match rows {
+    match hot.settle(rows) {
         Ok(rows) => Ok(Some(
             rows.into_iter()
                 .map(|row| PgLeased {
@@ -131,20 +131,20 @@ pub(super) async fn claim(
 
 /// Stores the final reply and finishes the item (see `Store::reply`); returns the reply.
 pub(super) async fn reply(
-    pool: &AnyPool,
+    hot: &mut PooledConn,
     lease_id: &str,
     connector_id: &str,
     text: &str,
     now: i64,
 ) -> Result<MessageRow> {
-    sqlx::query_as("SELECT * FROM airlock_reply($1, $2, $3, $4, $5, $6)")
+    let reply = sqlx::query_as("SELECT * FROM airlock_reply($1, $2, $3, $4, $5, $6)")
         .bind(lease_id)
         .bind(connector_id)
         .bind(text)
         .bind(rendered(text))
         .bind(new_id("msg"))
         .bind(now)
-        .fetch_one(pool)
-        .await
-        .map_err(refusal)
+        .fetch_one(hot.conn())
+        .await;
+    hot.settle(reply).map_err(refusal)
 }

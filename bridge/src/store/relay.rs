@@ -342,10 +342,10 @@ impl Store {
         now: i64,
         mut outcome: ClaimOutcome,
     ) -> Result<(Vec<Leased>, ClaimOutcome)> {
-        let mut conn = self.write.acquire().await?;
+        let mut hot = self.hot().await?;
         let claimer = (connector.id.as_str(), connector.all_interfaces);
         let made = pg_relay::claim(
-            &mut conn,
+            &mut hot,
             claimer,
             max,
             lease_ms,
@@ -367,9 +367,12 @@ impl Store {
                 })
                 .collect(),
             None => {
-                let tx = sqlx::Connection::begin(&mut *conn).await?;
-                self.lease_in_tx(tx, connector, max, lease_ms, typing, now, &mut outcome)
-                    .await?
+                let tx = sqlx::Connection::begin(hot.conn()).await?;
+                let leased = self
+                    .lease_in_tx(tx, connector, max, lease_ms, typing, now, &mut outcome)
+                    .await?;
+                hot.settle(Ok(()))?;
+                leased
             }
         };
         Ok((leased, outcome))
@@ -471,11 +474,13 @@ impl Store {
             .map(|(_, message_id, _, _)| message_id.as_str())
             .collect::<Vec<_>>()
             .join(" ");
-        let parts: Vec<ItemPart> = sqlx::query_as(CLAIMED_ITEMS)
+        let mut hot = self.hot().await?;
+        let parts: sqlx::Result<Vec<ItemPart>> = sqlx::query_as(CLAIMED_ITEMS)
             .bind(ids)
             .bind(i64::from(history))
-            .fetch_all(&self.read)
-            .await?;
+            .fetch_all(hot.conn())
+            .await;
+        let parts = hot.settle(parts)?;
         let mut items: HashMap<String, (Option<ItemPart>, Vec<MessageRow>)> =
             HashMap::with_capacity(leased.len());
         for part in parts {
@@ -532,11 +537,12 @@ impl Store {
         if let Some(readers) = &self.readers {
             return readers.has_pending(session_id);
         }
-        let found: Option<i64> = sqlx::query_scalar(HAS_PENDING)
+        let mut hot = self.hot().await?;
+        let found: sqlx::Result<Option<i64>> = sqlx::query_scalar(HAS_PENDING)
             .bind(session_id)
-            .fetch_optional(&self.read)
-            .await?;
-        Ok(found.is_some())
+            .fetch_optional(hot.conn())
+            .await;
+        Ok(hot.settle(found)?.is_some())
     }
 
     /// Locks and checks a lease for a write by `connector`. `Ok(None)` means the item is done and
@@ -687,7 +693,8 @@ impl Store {
                 .run(move |conn| sqlite_relay::reply(conn, &lease_id, &connector_id, &text, now))
                 .await;
         }
-        let reply = pg_relay::reply(&self.write, lease_id, &connector.id, text, now).await?;
+        let reply =
+            pg_relay::reply(&mut *self.hot().await?, lease_id, &connector.id, text, now).await?;
         Ok(LeaseWrite {
             session_id: reply.session_id.clone(),
             // A reply answers its inbox item.

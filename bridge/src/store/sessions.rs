@@ -340,10 +340,12 @@ impl Store {
         if let Some(readers) = &self.readers {
             return readers.session_for_token(token_hash);
         }
-        Ok(sqlx::query_as(SESSION_FOR_TOKEN)
+        let mut hot = self.hot().await?;
+        let row = sqlx::query_as(SESSION_FOR_TOKEN)
             .bind(token_hash)
-            .fetch_optional(&self.read)
-            .await?)
+            .fetch_optional(hot.conn())
+            .await;
+        Ok(hot.settle(row)?)
     }
 
     /// One session by id.
@@ -530,7 +532,7 @@ impl Store {
             // One round trip: the steps below as a server-side function.
             let context = context.map(|c| c.to_string());
             let (message, created) = super::pg_relay::send(
-                &self.write,
+                &mut *self.hot().await?,
                 session_id,
                 client_id,
                 text,
@@ -637,12 +639,13 @@ impl Store {
         if let Some(readers) = &self.readers {
             return readers.message_by_client_id(session_id, client_id);
         }
-        let row: Option<MessageRow> = sqlx::query_as(MESSAGE_BY_CLIENT_ID)
+        let mut hot = self.hot().await?;
+        let row: sqlx::Result<Option<MessageRow>> = sqlx::query_as(MESSAGE_BY_CLIENT_ID)
             .bind(session_id)
             .bind(client_id)
-            .fetch_optional(&self.read)
-            .await?;
-        Ok(row.map(MessageRow::into_message))
+            .fetch_optional(hot.conn())
+            .await;
+        Ok(hot.settle(row)?.map(MessageRow::into_message))
     }
 
     /// Messages of a session whose latest version is newer than `after`, in change order.
@@ -655,12 +658,14 @@ impl Store {
         if let Some(readers) = &self.readers {
             return readers.messages_after(session_id, after, limit);
         }
-        let rows: Vec<MessageRow> = sqlx::query_as(MESSAGES_AFTER)
+        let mut hot = self.hot().await?;
+        let rows: sqlx::Result<Vec<MessageRow>> = sqlx::query_as(MESSAGES_AFTER)
             .bind(session_id)
             .bind(after)
             .bind(i64::from(limit.max(1)))
-            .fetch_all(&self.read)
-            .await?;
+            .fetch_all(hot.conn())
+            .await;
+        let rows = hot.settle(rows)?;
         Ok(rows.into_iter().map(MessageRow::into_message).collect())
     }
 
