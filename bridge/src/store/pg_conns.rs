@@ -59,7 +59,11 @@ pub(super) fn pool(options: AnyConnectOptions, size: u32) -> Pool {
 
 /// A connection for one hot query.
 pub(super) async fn get(pool: &Pool) -> Result<Hot> {
-    pool.get().await.map_err(|err| match err {
+    // Boxed: the pool's future (waiting, checking, connecting) is large, and it would otherwise
+    // be part of the future of every store method that takes a connection here — and of the
+    // futures that await them, such as a long-poll's, held for the whole wait by each of
+    // thousands of waiting visitors, on SQLite too (about 500 bytes more for each, measured).
+    Box::pin(pool.get()).await.map_err(|err| match err {
         managed::PoolError::Backend(err) => StoreError::Database(err),
         _ => StoreError::Database(sqlx::Error::PoolTimedOut),
     })
