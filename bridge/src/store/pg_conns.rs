@@ -13,9 +13,9 @@
 //! it sends a query, so a connection whose caller gave up mid-query (a visitor hanging up) is
 //! brought back into step by its next query. A connection that broke is found as before: a
 //! connection idle for [`PING_WHEN_IDLE_FOR`] is pinged before it is handed out, and so is one
-//! whose last query failed for any reason but the database's own refusal, or was given up
-//! before it finished ([`Hot::settle`] was not reached); a failed ping drops it and a new one is
-//! opened.
+//! whose last query failed for any reason but the database's refusal of that one statement, or
+//! was given up before it finished ([`PooledConn::settle`] was not reached); a failed ping drops
+//! it and a new one is opened.
 
 use std::time::Duration;
 
