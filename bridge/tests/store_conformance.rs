@@ -128,23 +128,36 @@ mod cases {
         );
     }
 
-    pub async fn claims_carry_history_and_session_context(store: Store) {
-        let ifc = interface(&store, "support").await;
-        let s = session(&store, &ifc, T0).await;
-        let c = connector(&store, "agent", &[]).await;
+    /// One finished exchange in a session with nothing else waiting: the visitor's `text`
+    /// (client id "1") at `now`, leased at `now + 1` and answered with `answer` at `now + 2`.
+    async fn exchange(
+        store: &Store,
+        c: &ConnectorRow,
+        session_id: &str,
+        text: &str,
+        answer: &str,
+        now: i64,
+    ) {
         store
-            .send_user_message(&s.id, "1", "first", &[], None, T0)
+            .send_user_message(session_id, "1", text, &[], None, now)
             .await
             .unwrap();
         let item = store
-            .claim(&c, 1, LEASE, 20, false, T0 + 1)
+            .claim(c, 1, LEASE, 20, false, now + 1)
             .await
             .unwrap()
             .items;
         store
-            .reply(&item[0].lease_id, &c, "first answer", T0 + 2)
+            .reply(&item[0].lease_id, c, answer, now + 2)
             .await
             .unwrap();
+    }
+
+    pub async fn claims_carry_history_and_session_context(store: Store) {
+        let ifc = interface(&store, "support").await;
+        let s = session(&store, &ifc, T0).await;
+        let c = connector(&store, "agent", &[]).await;
+        exchange(&store, &c, &s.id, "first", "first answer", T0).await;
         let context = serde_json::json!({"page": "/pricing"});
         store
             .send_user_message(&s.id, "2", "second", &[], Some(&context), T0 + 3)
@@ -173,20 +186,8 @@ mod cases {
         let e = session(&store, &ifc, T0).await;
         // An exchange in a and in b; e starts fresh.
         for (n, s) in [&a, &b].into_iter().enumerate() {
-            let now = T0 + 10 * n as i64;
-            store
-                .send_user_message(&s.id, "1", &format!("{n} first"), &[], None, now)
-                .await
-                .unwrap();
-            let item = store
-                .claim(&c, 1, LEASE, 20, false, now + 1)
-                .await
-                .unwrap()
-                .items;
-            store
-                .reply(&item[0].lease_id, &c, &format!("{n} answer"), now + 2)
-                .await
-                .unwrap();
+            let (text, answer) = (format!("{n} first"), format!("{n} answer"));
+            exchange(&store, &c, &s.id, &text, &answer, T0 + 10 * n as i64).await;
         }
         for (n, s) in [&b, &e, &a].into_iter().enumerate() {
             store
