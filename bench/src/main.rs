@@ -2,8 +2,8 @@
 //! `airlock-connector` binaries over loopback with simulated visitors and a fake agent with a
 //! set reply time, measures relay overhead, delta latency, throughput, capacity and footprint on
 //! SQLite (and PostgreSQL when given), and reports each figure next to a floor measured in the
-//! same run — a bare HTTP round trip, a bare SQLite commit — so the ratios hold on a noisy
-//! machine. Writes `results.json`, `results.md` and two SVG charts.
+//! same run — a bare HTTP round trip, a bare SQLite commit, a bare PostgreSQL commit — so the
+//! ratios hold on a noisy machine. Writes `results.json`, `results.md` and two SVG charts.
 //!
 //! `just bench` runs it in full; `--quick` only checks that it works (CI).
 
@@ -130,6 +130,10 @@ struct Machine {
 struct Floors {
     http_round_trip: Latency,
     sqlite_commit: Latency,
+    /// A bare PostgreSQL commit back to back, and paced as the idle relay overhead's messages
+    /// are (one each [`AGENT_DELAY`]); `None` unless PostgreSQL is measured.
+    postgres_commit: Option<Latency>,
+    postgres_commit_idle: Option<Latency>,
     /// The bare HTTP server's RSS at rest, and holding `held` idle requests.
     server_idle_rss_kib: Option<u64>,
     server_held_rss_kib: Option<u64>,
@@ -177,9 +181,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let http_floor = Latency::of_ms(&floors::http_round_trips(plan.samples).await?);
     let commit_floor = Latency::of_ms(&floors::sqlite_commits(plan.samples).await?);
     let (server_idle_kib, server_held_kib) = floors::server_rss(plan.held).await?;
+    let (mut postgres_commit, mut postgres_commit_idle) = (None, None);
+    if let Some(base) = &cli.postgres {
+        eprintln!("floors: bare PostgreSQL commits, back to back and paced");
+        let commits = floors::postgres_commits(base, plan.samples, None).await?;
+        postgres_commit = Some(Latency::of_ms(&commits));
+        let paced = floors::postgres_commits(base, plan.samples / 2, Some(AGENT_DELAY)).await?;
+        postgres_commit_idle = Some(Latency::of_ms(&paced));
+    }
     let floors = Floors {
         http_round_trip: http_floor,
         sqlite_commit: commit_floor,
+        postgres_commit,
+        postgres_commit_idle,
         server_idle_rss_kib: server_idle_kib,
         server_held_rss_kib: server_held_kib,
         held: plan.held,
@@ -305,8 +319,45 @@ fn rows(floors: &Floors, results: &[BackendResults], binary: u64) -> Vec<Row> {
             "/s",
         ),
     ];
+    // On PostgreSQL every write is a round trip to the server's process: the idle overhead is
+    // set against a bare commit paced as its messages are, the throughput against bare commits.
+    let pg_idle = floors.postgres_commit_idle.as_ref().map(|idle| {
+        let paced = format!(
+            "bare PostgreSQL commit, one each {} ms",
+            AGENT_DELAY.as_millis()
+        );
+        (paced, idle)
+    });
+    let pg_commits_per_sec = floors
+        .postgres_commit
+        .as_ref()
+        .map(|commit| 1000.0 / commit.mean_ms);
+    if let (Some((paced, idle)), Some(per_sec)) = (&pg_idle, pg_commits_per_sec) {
+        rows.extend([
+            Row::new(format!("floor: {paced}, p50"), "-", idle.p50_ms, "ms"),
+            Row::new(format!("floor: {paced}, p99"), "-", idle.p99_ms, "ms"),
+            Row::new(
+                "floor: bare PostgreSQL commits per second",
+                "-",
+                per_sec,
+                "/s",
+            ),
+        ]);
+    }
     for r in results {
         let b = r.backend;
+        let postgres = b == Backend::POSTGRES;
+        let (idle50, idle99) = match &pg_idle {
+            Some((paced, idle)) if postgres => (
+                (format!("{paced} p50"), idle.p50_ms),
+                (format!("{paced} p99"), idle.p99_ms),
+            ),
+            _ => ((HTTP50.into(), http.p50_ms), (HTTP99.into(), http.p99_ms)),
+        };
+        let commits = match pg_commits_per_sec {
+            Some(per_sec) if postgres => ("bare PostgreSQL commits per second", per_sec),
+            _ => ("bare SQLite commits per second", commits_per_sec),
+        };
         let peak_point = r
             .throughput
             .iter()
@@ -315,10 +366,10 @@ fn rows(floors: &Floors, results: &[BackendResults], binary: u64) -> Vec<Row> {
         let loaded_rss = r.throughput.iter().filter_map(|p| p.bridge_rss_kib).max();
         rows.extend([
             Row::new("relay overhead p50, idle", b, r.overhead_idle.p50_ms, "ms")
-                .floor(HTTP50, http.p50_ms)
+                .floor(&idle50.0, idle50.1)
                 .at_most(5.0),
             Row::new("relay overhead p99, idle", b, r.overhead_idle.p99_ms, "ms")
-                .floor(HTTP99, http.p99_ms)
+                .floor(&idle99.0, idle99.1)
                 .at_most(25.0),
             Row::new(
                 "relay overhead p50, under load",
@@ -342,7 +393,7 @@ fn rows(floors: &Floors, results: &[BackendResults], binary: u64) -> Vec<Row> {
             Row::new("delta, stream call → visible, p99", b, r.delta.p99_ms, "ms")
                 .floor(HTTP99, http.p99_ms),
             Row::new("throughput, peak", b, peak, "msg/s")
-                .floor_in("bare SQLite commits per second", commits_per_sec, "/s")
+                .floor_in(commits.0, commits.1, "/s")
                 .at_least(5000.0),
         ]);
         if let Some(point) = peak_point {

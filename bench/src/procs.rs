@@ -59,10 +59,13 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// [`Backend::name`] of PostgreSQL.
+    pub const POSTGRES: &'static str = "PostgreSQL";
+
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Sqlite => "SQLite",
-            Backend::Postgres(_) => "PostgreSQL",
+            Backend::Postgres(_) => Self::POSTGRES,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The floors every result is divided by, measured in the same run: a bare HTTP round trip to a
-//! minimal server in its own process, and a bare SQLite commit with the bridge's own settings.
+//! minimal server in its own process, a bare SQLite commit with the bridge's own settings, and,
+//! when PostgreSQL is measured, a bare PostgreSQL commit.
 
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -127,6 +128,42 @@ pub async fn sqlite_commits(samples: usize) -> anyhow::Result<Vec<f64>> {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        if i >= samples / 10 {
+            times.push(ms(started.elapsed()));
+        }
+    }
+    conn.close().await?;
+    Ok(times)
+}
+
+/// `samples` one-row inserts, each committed on its own, on PostgreSQL at `base` (in a fresh
+/// schema, dropped after): one statement outside a transaction, so one round trip and one
+/// durable commit each — the cheapest durable write the bridge could make there. With `pace`,
+/// each insert follows the previous one's end by that long, as the idle relay overhead's
+/// messages follow each other by the agent's reply time: every process on the way has gone to
+/// sleep in between, and waking them is part of what is measured.
+pub async fn postgres_commits(
+    base: &str,
+    samples: usize,
+    pace: Option<Duration>,
+) -> anyhow::Result<Vec<f64>> {
+    let schema = airlock_bridge::testing::TestSchema::create_on(base).await;
+    let mut conn = sqlx::PgConnection::connect(&schema.url)
+        .await
+        .context("connect to PostgreSQL for its floor")?;
+    sqlx::query("CREATE TABLE floor (id BIGSERIAL PRIMARY KEY, text TEXT NOT NULL)")
+        .execute(&mut conn)
+        .await?;
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples + samples / 10 {
+        if let Some(pace) = pace {
+            tokio::time::sleep(pace).await;
+        }
+        let started = Instant::now();
+        sqlx::query("INSERT INTO floor (text) VALUES ($1)")
+            .bind("a visitor's message of ordinary length")
+            .execute(&mut conn)
+            .await?;
         if i >= samples / 10 {
             times.push(ms(started.elapsed()));
         }
