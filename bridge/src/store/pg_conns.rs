@@ -16,10 +16,14 @@
 //! whose last query failed for any reason but the database's refusal of that one statement, or
 //! was given up before it finished ([`PooledConn::settle`] was not reached); a failed ping drops
 //! it and a new one is opened.
+//!
+//! As in sqlx's pool with its defaults, a connection idle for ten minutes is closed, so that the
+//! connections a burst opened do not stay open on the server for good, and one older than half
+//! an hour is replaced ([`AGEING`]).
 
 use std::time::Duration;
 
-use deadpool::managed::{self, Metrics, RecycleResult};
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use sqlx::any::AnyConnectOptions;
 use sqlx::postgres::{PgDatabaseError, PgSeverity};
 use sqlx::{AnyConnection, Connection};
@@ -29,9 +33,38 @@ use super::{PING_WHEN_IDLE_FOR, Result, StoreError};
 /// How long a caller waits for a connection before the request fails, as with sqlx's pool.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// When connections go: one idle for `idle_timeout` is closed, one older than `max_lifetime`
+/// replaced, and the idle ones are looked over every `sweep_every`.
+#[derive(Debug, Clone, Copy)]
+struct Ageing {
+    idle_timeout: Duration,
+    max_lifetime: Duration,
+    sweep_every: Duration,
+}
+
+/// The bridge's [`Ageing`]: sqlx's pool's defaults.
+const AGEING: Ageing = Ageing {
+    idle_timeout: Duration::from_secs(10 * 60),
+    max_lifetime: Duration::from_secs(30 * 60),
+    sweep_every: Duration::from_secs(60),
+};
+
+impl Ageing {
+    /// Whether a connection opened `age` ago is to be replaced rather than used again.
+    fn too_old(&self, age: Duration) -> bool {
+        age >= self.max_lifetime
+    }
+
+    /// Whether an idle connection is to stay in the pool.
+    fn keeps(&self, metrics: &Metrics) -> bool {
+        metrics.last_used() < self.idle_timeout && !self.too_old(metrics.age())
+    }
+}
+
 /// Opens and checks the connections of a [`Pool`].
 pub(super) struct Manager {
     options: AnyConnectOptions,
+    ageing: Ageing,
 }
 
 /// One pooled connection, and whether it must be pinged before its next use.
@@ -46,15 +79,40 @@ pub(super) type Pool = managed::Pool<Manager>;
 /// A connection taken from the [`Pool`]; given back when dropped.
 pub(super) type Hot = managed::Object<Manager>;
 
-/// A pool of at most `size` connections to the database of `options`, opened as needed.
+/// A pool of at most `size` connections to the database of `options`, opened as needed, aged by
+/// [`AGEING`]. Must be called on the runtime.
 pub(super) fn pool(options: AnyConnectOptions, size: u32) -> Pool {
-    managed::Pool::builder(Manager { options })
+    pool_with(options, size, AGEING)
+}
+
+/// [`pool`] with its own [`Ageing`]: a task that ends with the pool closes the idle connections
+/// it no longer keeps.
+fn pool_with(options: AnyConnectOptions, size: u32, ageing: Ageing) -> Pool {
+    let pool = managed::Pool::builder(Manager { options, ageing })
         .max_size(usize::try_from(size.max(1)).unwrap_or(1))
         .wait_timeout(Some(WAIT))
         .create_timeout(Some(WAIT))
         .runtime(deadpool::Runtime::Tokio1)
         .build()
-        .expect("a runtime is set for the timeouts")
+        .expect("a runtime is set for the timeouts");
+    let weak = pool.weak();
+    tokio::spawn(async move {
+        let mut sweeps = tokio::time::interval(ageing.sweep_every);
+        sweeps.tick().await;
+        loop {
+            sweeps.tick().await;
+            let Some(pool) = weak.upgrade() else {
+                return;
+            };
+            let swept = pool.retain(|_, metrics| ageing.keeps(&metrics));
+            drop(pool);
+            // Said goodbye to, so that the server does not log them as lost.
+            for pooled in swept.removed {
+                let _ = pooled.conn.close().await;
+            }
+        }
+    });
+    pool
 }
 
 /// A connection for one hot query.
@@ -111,10 +169,91 @@ impl managed::Manager for Manager {
         pooled: &mut PooledConn,
         metrics: &Metrics,
     ) -> RecycleResult<sqlx::Error> {
+        if self.ageing.too_old(metrics.age()) {
+            return Err(RecycleError::message("past its lifetime"));
+        }
         if pooled.unsettled || metrics.last_used() >= PING_WHEN_IDLE_FOR {
             pooled.conn.ping().await?;
             pooled.unsettled = false;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    /// How many connections named `name` the server has, once that is `expected` (a closed
+    /// connection's server process ends a moment later), or after 5 s.
+    async fn connections(url: &str, name: &str, expected: i64) -> i64 {
+        let mut admin = <sqlx::PgConnection as Connection>::connect(url)
+            .await
+            .expect("connect to the test PostgreSQL");
+        let mut count = -1;
+        for _ in 0..500 {
+            count = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            )
+            .bind(name)
+            .fetch_one(&mut admin)
+            .await
+            .expect("count connections");
+            if count == expected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        count
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed() {
+        let Some(schema) = crate::testing::TestSchema::create().await else {
+            return;
+        };
+        sqlx::any::install_default_drivers();
+        let name = format!("airlock-ageing-{}", crate::tokens::new_id("t"));
+        let options =
+            AnyConnectOptions::from_str(&format!("{}&application_name={name}", schema.url))
+                .expect("the test URL is valid");
+        let ageing = Ageing {
+            idle_timeout: Duration::from_secs(1),
+            max_lifetime: Duration::from_secs(3600),
+            sweep_every: Duration::from_millis(50),
+        };
+        let pool = pool_with(options, 2, ageing);
+        let use_one = || async {
+            let mut hot = get(&pool).await.unwrap();
+            let one: sqlx::Result<i32> = sqlx::query_scalar("SELECT 1").fetch_one(hot.conn()).await;
+            assert_eq!(hot.settle(one).unwrap(), 1);
+        };
+        {
+            let (a, b) = (get(&pool).await.unwrap(), get(&pool).await.unwrap());
+            drop((a, b));
+        }
+        assert_eq!(connections(&schema.url, &name, 2).await, 2);
+        // Used well within the idle timeout (the pool hands out the one idle longest), both stay.
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            use_one().await;
+        }
+        assert_eq!(pool.status().size, 2);
+        // Left idle, both are closed, and the server sees them go.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(pool.status().size, 0);
+        assert_eq!(connections(&schema.url, &name, 0).await, 0);
+        // And the pool opens anew when asked.
+        use_one().await;
+        assert_eq!(connections(&schema.url, &name, 1).await, 1);
+    }
+
+    #[test]
+    fn old_connections_are_replaced() {
+        let minute = Duration::from_secs(60);
+        assert!(!AGEING.too_old(29 * minute));
+        assert!(AGEING.too_old(30 * minute));
     }
 }
