@@ -4,6 +4,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+/// The runs that give `samples` samples: a tenth more, of which the first tenth warms the
+/// connections and the allocator up and is not kept. Each item says whether that run's sample is
+/// kept.
+pub fn runs(samples: usize) -> impl Iterator<Item = bool> {
+    let warm_up = samples / 10;
+    (0..samples + warm_up).map(move |i| i >= warm_up)
+}
+
 /// Percentiles of a set of latencies, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Latency {
@@ -46,6 +54,15 @@ pub fn ms(d: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenth_more_runs_are_made_and_the_first_tenth_dropped() {
+        let kept: Vec<bool> = runs(40).collect();
+        assert_eq!(kept.len(), 44);
+        assert!(kept[..4].iter().all(|k| !k));
+        assert!(kept[4..].iter().all(|k| *k));
+        assert_eq!(runs(5).filter(|k| *k).count(), 5);
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::stats::ms;
+use crate::stats::{ms, runs};
 
 /// The `floor-server` sub-command: the bridge's own HTTP server loop (`airlock_bridge::serve`,
 /// hyper's HTTP/1 server) on `127.0.0.1:0` with a two-route axum router instead of the bridge's:
@@ -80,12 +80,11 @@ pub async fn http_round_trips(samples: usize) -> anyhow::Result<Vec<f64>> {
     let url = format!("{base}/");
     let http = reqwest::Client::new();
     let mut times = Vec::with_capacity(samples);
-    for i in 0..samples + samples / 10 {
+    for kept in runs(samples) {
         let started = Instant::now();
         let body = http.get(&url).send().await?.text().await?;
         anyhow::ensure!(body == "ok", "the floor server answered {body:?}");
-        // The first tenth warms the connection and the allocator up.
-        if i >= samples / 10 {
+        if kept {
             times.push(ms(started.elapsed()));
         }
     }
@@ -120,7 +119,7 @@ pub async fn sqlite_commits(samples: usize) -> anyhow::Result<Vec<f64>> {
         .execute(&mut conn)
         .await?;
     let mut times = Vec::with_capacity(samples);
-    for i in 0..samples + samples / 10 {
+    for kept in runs(samples) {
         let started = Instant::now();
         let mut tx = conn.begin().await?;
         sqlx::query("INSERT INTO floor (text) VALUES ($1)")
@@ -128,7 +127,7 @@ pub async fn sqlite_commits(samples: usize) -> anyhow::Result<Vec<f64>> {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        if i >= samples / 10 {
+        if kept {
             times.push(ms(started.elapsed()));
         }
     }
@@ -155,7 +154,7 @@ pub async fn postgres_commits(
         .execute(&mut conn)
         .await?;
     let mut times = Vec::with_capacity(samples);
-    for i in 0..samples + samples / 10 {
+    for kept in runs(samples) {
         if let Some(pace) = pace {
             tokio::time::sleep(pace).await;
         }
@@ -164,7 +163,7 @@ pub async fn postgres_commits(
             .bind("a visitor's message of ordinary length")
             .execute(&mut conn)
             .await?;
-        if i >= samples / 10 {
+        if kept {
             times.push(ms(started.elapsed()));
         }
     }

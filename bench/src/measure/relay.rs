@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::FakeAgent;
 use crate::procs::Bridge;
-use crate::stats::ms;
+use crate::stats::{ms, runs};
 use crate::visitor::{Visitor, is_reply_to, until};
 
 /// `samples` messages sent one after the other by one visitor listening on its event stream,
@@ -27,7 +27,7 @@ pub async fn overhead(
     let visitor = Visitor::open(&http, &bridge.url).await?;
     let mut events = Box::pin(visitor.events().await?);
     let mut overheads = Vec::with_capacity(samples);
-    for i in 0..samples + samples / 10 {
+    for kept in runs(samples) {
         let started = Instant::now();
         let sent = visitor.send("ping").await?;
         until(&mut events, |m| is_reply_to(m, &sent.id)).await?;
@@ -35,7 +35,7 @@ pub async fn overhead(
         let held = agent
             .held(&sent.id)
             .context("the agent never saw a message it answered")?;
-        if i >= samples / 10 {
+        if kept {
             overheads.push(ms(total.saturating_sub(held)));
         }
     }
@@ -100,7 +100,7 @@ pub async fn deltas(bridge: &Bridge, samples: usize) -> anyhow::Result<Vec<f64>>
         .context("the harness claimed no item")?
         .to_owned();
     let mut times = Vec::with_capacity(samples);
-    for i in 0..samples + samples / 10 {
+    for (i, kept) in runs(samples).enumerate() {
         let started = Instant::now();
         let response = http
             .post(connector(&format!("leases/{lease}/stream")))
@@ -118,7 +118,7 @@ pub async fn deltas(bridge: &Bridge, samples: usize) -> anyhow::Result<Vec<f64>>
                 && m.text.len() >= length
         })
         .await?;
-        if i >= samples / 10 {
+        if kept {
             times.push(ms(started.elapsed()));
         }
     }

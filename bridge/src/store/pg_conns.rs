@@ -230,10 +230,9 @@ mod tests {
             let one: sqlx::Result<i32> = sqlx::query_scalar("SELECT 1").fetch_one(hot.conn()).await;
             assert_eq!(hot.settle(one).unwrap(), 1);
         };
-        {
-            let (a, b) = (get(&pool).await.unwrap(), get(&pool).await.unwrap());
-            drop((a, b));
-        }
+        // Two at once, so that the pool opens two.
+        let (a, b) = (get(&pool).await.unwrap(), get(&pool).await.unwrap());
+        drop((a, b));
         assert_eq!(connections(&schema.url, &name, 2).await, 2);
         // Used well within the idle timeout (the pool hands out the one idle longest), both stay.
         for _ in 0..8 {
