@@ -130,14 +130,21 @@ struct Machine {
 struct Floors {
     http_round_trip: Latency,
     sqlite_commit: Latency,
-    /// A bare PostgreSQL commit back to back, and paced as the idle relay overhead's messages
-    /// are (one each [`AGENT_DELAY`]); `None` unless PostgreSQL is measured.
-    postgres_commit: Option<Latency>,
-    postgres_commit_idle: Option<Latency>,
+    /// Only when PostgreSQL is measured.
+    #[serde(flatten)]
+    postgres: Option<PostgresFloors>,
     /// The bare HTTP server's RSS at rest, and holding `held` idle requests.
     server_idle_rss_kib: Option<u64>,
     server_held_rss_kib: Option<u64>,
     held: usize,
+}
+
+/// PostgreSQL's own floors: a bare commit back to back, and paced as the idle relay overhead's
+/// messages are (one each [`AGENT_DELAY`]).
+#[derive(Serialize)]
+struct PostgresFloors {
+    postgres_commit: Latency,
+    postgres_commit_idle: Latency,
 }
 
 #[derive(Serialize)]
@@ -181,19 +188,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let http_floor = Latency::of_ms(&floors::http_round_trips(plan.samples).await?);
     let commit_floor = Latency::of_ms(&floors::sqlite_commits(plan.samples).await?);
     let (server_idle_kib, server_held_kib) = floors::server_rss(plan.held).await?;
-    let (mut postgres_commit, mut postgres_commit_idle) = (None, None);
+    let mut postgres = None;
     if let Some(base) = &cli.postgres {
         eprintln!("floors: bare PostgreSQL commits, back to back and paced");
         let commits = floors::postgres_commits(base, plan.samples, None).await?;
-        postgres_commit = Some(Latency::of_ms(&commits));
         let paced = floors::postgres_commits(base, plan.samples / 2, Some(AGENT_DELAY)).await?;
-        postgres_commit_idle = Some(Latency::of_ms(&paced));
+        postgres = Some(PostgresFloors {
+            postgres_commit: Latency::of_ms(&commits),
+            postgres_commit_idle: Latency::of_ms(&paced),
+        });
     }
     let floors = Floors {
         http_round_trip: http_floor,
         sqlite_commit: commit_floor,
-        postgres_commit,
-        postgres_commit_idle,
+        postgres,
         server_idle_rss_kib: server_idle_kib,
         server_held_rss_kib: server_held_kib,
         held: plan.held,
@@ -321,18 +329,17 @@ fn rows(floors: &Floors, results: &[BackendResults], binary: u64) -> Vec<Row> {
     ];
     // On PostgreSQL every write is a round trip to the server's process: the idle overhead is
     // set against a bare commit paced as its messages are, the throughput against bare commits.
-    let pg_idle = floors.postgres_commit_idle.as_ref().map(|idle| {
-        let paced = format!(
-            "bare PostgreSQL commit, one each {} ms",
-            AGENT_DELAY.as_millis()
-        );
-        (paced, idle)
+    let paced = format!(
+        "bare PostgreSQL commit, one each {} ms",
+        AGENT_DELAY.as_millis()
+    );
+    let pg = floors.postgres.as_ref().map(|pg| {
+        (
+            &pg.postgres_commit_idle,
+            1000.0 / pg.postgres_commit.mean_ms,
+        )
     });
-    let pg_commits_per_sec = floors
-        .postgres_commit
-        .as_ref()
-        .map(|commit| 1000.0 / commit.mean_ms);
-    if let (Some((paced, idle)), Some(per_sec)) = (&pg_idle, pg_commits_per_sec) {
+    if let Some((idle, per_sec)) = pg {
         rows.extend([
             Row::new(format!("floor: {paced}, p50"), "-", idle.p50_ms, "ms"),
             Row::new(format!("floor: {paced}, p99"), "-", idle.p99_ms, "ms"),
@@ -347,16 +354,18 @@ fn rows(floors: &Floors, results: &[BackendResults], binary: u64) -> Vec<Row> {
     for r in results {
         let b = r.backend;
         let postgres = b == Backend::POSTGRES;
-        let (idle50, idle99) = match &pg_idle {
-            Some((paced, idle)) if postgres => (
-                (format!("{paced} p50"), idle.p50_ms),
-                (format!("{paced} p99"), idle.p99_ms),
+        let ((idle50, idle99), commits) = match pg {
+            Some((idle, per_sec)) if postgres => (
+                (
+                    (format!("{paced} p50"), idle.p50_ms),
+                    (format!("{paced} p99"), idle.p99_ms),
+                ),
+                ("bare PostgreSQL commits per second", per_sec),
             ),
-            _ => ((HTTP50.into(), http.p50_ms), (HTTP99.into(), http.p99_ms)),
-        };
-        let commits = match pg_commits_per_sec {
-            Some(per_sec) if postgres => ("bare PostgreSQL commits per second", per_sec),
-            _ => ("bare SQLite commits per second", commits_per_sec),
+            _ => (
+                ((HTTP50.into(), http.p50_ms), (HTTP99.into(), http.p99_ms)),
+                ("bare SQLite commits per second", commits_per_sec),
+            ),
         };
         let peak_point = r
             .throughput

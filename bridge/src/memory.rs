@@ -4,21 +4,21 @@
 //!
 //! Why: every connection holds two 8 KiB buffers of hyper's — one it reads requests into and one
 //! for the heads of its responses — for as long as it is open. A visitor's long-poll or event
-//! stream keeps its connection open while it waits, so at 10,000 waiting visitors those buffers
-//! are most of the bridge's memory (docs/performance.md). Taken from the system allocator's heap,
-//! they land on pages earlier requests have already written to, and all 16 KiB are resident
-//! from the start. Mapped on their own, a waiting connection's response buffer stays untouched,
-//! and its read buffer holds one request of a few hundred bytes: about one page of the four.
+//! stream keeps its connection open while it waits, so at 10,000 waiting visitors those buffers are
+//! most of the bridge's memory (docs/performance-history.md). Taken from the system allocator's
+//! heap, they land on pages earlier requests have already written to, and all 16 KiB are resident
+//! from the start. Mapped on their own, a waiting connection's response buffer stays untouched, and
+//! its read buffer holds one request of a few hundred bytes: about one page of the four.
 //!
-//! The cost: each large block is a `mmap` and a `munmap`, and its pages are faulted in one by
-//! one. That would be once per connection if hyper kept its read buffer, but it takes a new one
-//! for most requests (a request body's bytes are still in flight to the handler when it reads
-//! on, so its buffer is shared and cannot be reused), which cost about a tenth of the bridge's
-//! throughput (docs/performance.md, "Fifth round"). So freed mappings of two to four pages are
-//! kept, 16 of each size, and handed out again before anything new is mapped (`mapped::Shelves`):
-//! a recycled block is resident already, but at most 48 of them exist, however many
-//! connections are open. Should the kernel refuse a mapping (too many mappings, say), the
-//! block comes from the system allocator instead, as before.
+//! The cost: each large block is a `mmap` and a `munmap`, and its pages are faulted in one by one.
+//! That would be once per connection if hyper kept its read buffer, but it takes a new one for most
+//! requests (a request body's bytes are still in flight to the handler when it reads on, so its
+//! buffer is shared and cannot be reused), which cost about a tenth of the bridge's throughput
+//! (docs/performance-history.md, "Fifth round"). So freed mappings of two to four pages are kept,
+//! 16 of each size, and handed out again before anything new is mapped (`mapped::Shelves`): a
+//! recycled block is resident already, but at most 48 of them exist, however many connections are
+//! open. Should the kernel refuse a mapping (too many mappings, say), the block comes from the
+//! system allocator instead, as before.
 //!
 //! Only on Linux (which `mremap` is); elsewhere this is the system allocator.
 

@@ -1,11 +1,11 @@
 //! The HTTP server loop: accepts connections and serves each with hyper's HTTP/1 server.
 //!
 //! Why not `axum::serve`: it serves every connection through hyper-util's HTTP/1-or-2 detector,
-//! which costs some 8 KiB more per connection than hyper's HTTP/1 server alone (measured with
-//! the benchmark's bare server: 10,000 held requests took 187 MiB that way, 109 MiB this way).
-//! A bridge holds one connection per waiting visitor, so that is most of its memory at scale
-//! (docs/performance.md). Airlock speaks HTTP/1.1 only (a TLS proxy in front may speak HTTP/2 to
-//! browsers), so the detector bought nothing.
+//! which costs some 8 KiB more per connection than hyper's HTTP/1 server alone (measured with the
+//! benchmark's bare server: 10,000 held requests took 187 MiB that way, 109 MiB this way). A bridge
+//! holds one connection per waiting visitor, so that is most of its memory at scale
+//! (docs/performance-history.md). Airlock speaks HTTP/1.1 only (a TLS proxy in front may speak
+//! HTTP/2 to browsers), so the detector bought nothing.
 //!
 //! What it keeps from `axum::serve`: `TCP_NODELAY` on every connection, the peer address as
 //! [`ConnectInfo`], accept errors (too many open files, say) survived with a pause, and a graceful

@@ -151,7 +151,7 @@ pub struct AttachmentRef {
 /// Writes a timestamp as chrono's own `Serialize` does (RFC 3339 in UTC with `Z`, and as many
 /// fractional digits as it needs), but formatted whole first: chrono's writes it piece by piece,
 /// and serde_json runs each piece through its string escaping, which made timestamps 7 % of the
-/// bridge's request handling when it answers with many messages (docs/performance.md). For
+/// bridge's request handling when it answers with many messages (docs/performance-history.md). For
 /// the fields of the hot answers: messages and claimed items.
 pub mod rfc3339 {
     use chrono::{DateTime, SecondsFormat, Utc};

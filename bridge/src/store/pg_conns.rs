@@ -7,7 +7,7 @@
 //! task it spawns for it) before another caller may take it, which doubled the round trips of
 //! these one-statement queries. With that round trip cut out of sqlx (an experiment, not kept),
 //! PostgreSQL's throughput at 64 visitors rose by a fifth and the bridge's CPU per message fell
-//! by a fifth (docs/performance.md, "Fourteenth round"). sqlx offers no setting for it.
+//! by a fifth (docs/performance-history.md, "Fourteenth round"). sqlx offers no setting for it.
 //!
 //! What the round trip was for is kept another way. sqlx waits for the server to be ready before
 //! it sends a query, so a connection whose caller gave up mid-query (a visitor hanging up) is

@@ -5,11 +5,11 @@
 //!
 //! Why: sqlx runs every SQLite connection on a thread of its own, so each read was a hand-off to
 //! that thread and back, plus sqlx's pool and its `Any` row conversion; the relay does a few such
-//! reads for every message (docs/performance.md). Each read here is one indexed look-up that
-//! takes microseconds on a warm page cache, so it runs where it is asked, like the in-memory work
-//! around it. WAL mode lets these connections read beside the writer without waiting for it.
-//! The other reads (admin lists, transcripts, stats) are larger and stay on sqlx's pool. The SQL
-//! is sqlx's own (`$N` parameters, bound here by name).
+//! reads for every message (docs/performance-history.md). Each read here is one indexed look-up
+//! that takes microseconds on a warm page cache, so it runs where it is asked, like the in-memory
+//! work around it. WAL mode lets these connections read beside the writer without waiting for it.
+//! The other reads (admin lists, transcripts, stats) are larger and stay on sqlx's pool. The SQL is
+//! sqlx's own (`$N` parameters, bound here by name).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

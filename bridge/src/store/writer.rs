@@ -3,22 +3,22 @@
 //!
 //! Why: sqlx runs every SQLite connection on a thread of its own, so each statement of a
 //! transaction is a round trip between threads, and the write lock is held across all of them. A
-//! relayed message costs a few dozen statements, so the bridge spent its time waking threads
-//! while every other write waited (docs/performance.md). Here an operation is a plain function
-//! over a `rusqlite` connection: one hand-off per operation, none per statement, and under load
-//! one commit for many operations.
+//! relayed message costs a few dozen statements, so the bridge spent its time waking threads while
+//! every other write waited (docs/performance-history.md). Here an operation is a plain function
+//! over a `rusqlite` connection: one hand-off per operation, none per statement, and under load one
+//! commit for many operations.
 //!
-//! The operations of a batch run one after the other in one transaction, with nothing between
-//! them. Should one fail, the transaction is rolled back and the batch runs again in parts: the
+//! The operations of a batch run one after the other in one transaction, with nothing between them.
+//! Should one fail, the transaction is rolled back and the batch runs again in parts: the
 //! operations before the failed one together, the failed one alone (so that it leaves no trace),
-//! then the rest. So an operation is a function that can run more than once; only the result of
-//! the run that committed is answered. (Each operation used to run in a savepoint of its own
-//! instead, which copied every page it touched into an undo journal in memory first: an eighth
-//! of this thread's time, docs/performance.md.) Nobody is answered before the commit that holds
+//! then the rest. So an operation is a function that can run more than once; only the result of the
+//! run that committed is answered. (Each operation used to run in a savepoint of its own instead,
+//! which copied every page it touched into an undo journal in memory first: an eighth of this
+//! thread's time, docs/performance-history.md.) Nobody is answered before the commit that holds
 //! their operation succeeded: what the bridge acknowledges is durable, as before. An operation
 //! whose caller went away (a client that hung up) still runs and commits, as one that committed
-//! just before a crash would have: every write here is idempotent or recovered by a lease
-//! running out.
+//! just before a crash would have: every write here is idempotent or recovered by a lease running
+//! out.
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -179,7 +179,7 @@ pub(super) fn plan_once(conn: &Connection) -> Result<()> {
 ///
 /// SQLite checkpoints on the committing connection once the log holds a thousand pages: every so
 /// often one commit took the time of copying them and of an `fsync`, and every write queued
-/// behind it waited (a seventh of the writer's time under load, docs/performance.md). A
+/// behind it waited (a seventh of the writer's time under load, docs/performance-history.md). A
 /// checkpoint needs no write lock (`PASSIVE`), so here it runs beside the writer, on a
 /// connection of its own, when the writer says enough was written or after a quiet while.
 struct Checkpointer {
