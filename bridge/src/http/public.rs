@@ -19,6 +19,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
@@ -34,12 +35,33 @@ use crate::validate;
 /// Longest page metadata kept per field (URLs, titles).
 const MAX_META_CHARS: usize = 2_048;
 
+/// Event streams being started at once, at most; more wait their turn before their handler
+/// begins.
+///
+/// Starting a stream reads the session (and on the way the agent's status and what is new) from
+/// the database. On PostgreSQL those reads queue for the pool's connections, and when thousands
+/// of visitors connect at once — the bridge restarted, say — thousands of handlers waited there
+/// together, each holding some 3.5 KB of request state. Freed once its stream had started, that
+/// state left holes between the blocks the streams keep, which the allocator could not give
+/// back: 10,000 streams opened at once took 151–172 MiB on PostgreSQL, against 137–138 when the
+/// visitors opened them 256 at a time, and 138–150 with this limit (docs/performance-history.md,
+/// "Sixteenth round"). Waiting here, a request holds only itself. Well above the connections a database pool has, so the database stays as
+/// busy as before; on SQLite, whose reads do not wait, a stream starts at once.
+const STARTING_STREAMS: usize = 64;
+
+/// Holds back the event streams beyond [`STARTING_STREAMS`] being started: a request waits in
+/// the layer's `poll_ready`, before its handler's future exists, and its permit goes when the
+/// handler has answered (the stream itself is not counted).
+fn starting_streams() -> GlobalConcurrencyLimitLayer {
+    GlobalConcurrencyLimitLayer::new(STARTING_STREAMS)
+}
+
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(interface_config))
         .routes(routes!(open_session))
         .routes(routes!(send_message, list_messages))
-        .routes(routes!(events))
+        .routes(routes!(events).layer(starting_streams()))
         // The only visitor call with a big body; the interface's own limit applies inside.
         .routes(routes!(upload).layer(DefaultBodyLimit::max(
             validate::MAX_UPLOAD_MB as usize * 1024 * 1024 + 64 * 1024,
@@ -708,5 +730,67 @@ fn clean_filename(name: &str) -> String {
         "file".to_string()
     } else {
         clean.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tokio::sync::Semaphore;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Handlers that count themselves while they run, and wait until let go.
+    #[derive(Clone)]
+    struct Running {
+        now: Arc<AtomicUsize>,
+        most: Arc<AtomicUsize>,
+        release: Arc<Semaphore>,
+    }
+
+    /// Stands in for [`events`]: counts itself while it runs, until let go.
+    #[utoipa::path(get, path = "/events", responses((status = 200)))]
+    async fn counted(State(running): State<Running>) -> &'static str {
+        let now = running.now.fetch_add(1, Ordering::SeqCst) + 1;
+        running.most.fetch_max(now, Ordering::SeqCst);
+        running.release.acquire().await.unwrap().forget();
+        running.now.fetch_sub(1, Ordering::SeqCst);
+        "started"
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn event_streams_beyond_the_limit_wait_to_start_and_all_start() {
+        let running = Running {
+            now: Arc::default(),
+            most: Arc::default(),
+            release: Arc::new(Semaphore::new(0)),
+        };
+        // Routed as `routes()` routes `events`.
+        let (app, _) = OpenApiRouter::new()
+            .routes(routes!(counted).layer(starting_streams()))
+            .with_state(running.clone())
+            .split_for_parts();
+        let asked = STARTING_STREAMS + 10;
+        let requests: Vec<_> = (0..asked)
+            .map(|_| {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let request = Request::get("/events").body(Body::empty()).unwrap();
+                    app.oneshot(request).await.unwrap().status()
+                })
+            })
+            .collect();
+        // Every request has had time to arrive: only the limit's worth started.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(running.now.load(Ordering::SeqCst), STARTING_STREAMS);
+        running.release.add_permits(asked);
+        for request in requests {
+            assert_eq!(request.await.unwrap(), StatusCode::OK);
+        }
+        assert_eq!(running.most.load(Ordering::SeqCst), STARTING_STREAMS);
     }
 }
