@@ -784,7 +784,12 @@ mod tests {
                 })
             })
             .collect();
-        // Every request has had time to arrive: only the limit's worth started.
+        // The limit's worth start; given time, no more do.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while running.now.load(Ordering::SeqCst) < STARTING_STREAMS {
+            assert!(tokio::time::Instant::now() < deadline, "too few started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(running.now.load(Ordering::SeqCst), STARTING_STREAMS);
         running.release.add_permits(asked);
