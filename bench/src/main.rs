@@ -354,16 +354,15 @@ fn rows(floors: &Floors, results: &[BackendResults], binary: u64) -> Vec<Row> {
     for r in results {
         let b = r.backend;
         let postgres = b == Backend::POSTGRES;
-        let ((idle50, idle99), commits) = match pg {
+        let (idle_floor, idle, commits) = match pg {
             Some((idle, per_sec)) if postgres => (
-                (
-                    (format!("{paced} p50"), idle.p50_ms),
-                    (format!("{paced} p99"), idle.p99_ms),
-                ),
+                paced.as_str(),
+                idle,
                 ("bare PostgreSQL commits per second", per_sec),
             ),
             _ => (
-                ((HTTP50.into(), http.p50_ms), (HTTP99.into(), http.p99_ms)),
+                "HTTP round trip",
+                http,
                 ("bare SQLite commits per second", commits_per_sec),
             ),
         };
@@ -375,10 +374,10 @@ fn rows(floors: &Floors, results: &[BackendResults], binary: u64) -> Vec<Row> {
         let loaded_rss = r.throughput.iter().filter_map(|p| p.bridge_rss_kib).max();
         rows.extend([
             Row::new("relay overhead p50, idle", b, r.overhead_idle.p50_ms, "ms")
-                .floor(&idle50.0, idle50.1)
+                .floor(&format!("{idle_floor} p50"), idle.p50_ms)
                 .at_most(5.0),
             Row::new("relay overhead p99, idle", b, r.overhead_idle.p99_ms, "ms")
-                .floor(&idle99.0, idle99.1)
+                .floor(&format!("{idle_floor} p99"), idle.p99_ms)
                 .at_most(25.0),
             Row::new(
                 "relay overhead p50, under load",
