@@ -195,6 +195,29 @@ impl Drop for TestSchema {
     }
 }
 
+/// How many connections named `application_name` the PostgreSQL at `url` serves, once that is
+/// `expected` or after 5 s (a connection closed or terminated ends its server process a moment
+/// later, so a count is waited for rather than read once).
+pub async fn connections_named(url: &str, application_name: &str, expected: i64) -> i64 {
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .expect("connect to the test PostgreSQL");
+    let mut count = -1;
+    for _ in 0..500 {
+        count =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(application_name)
+                .fetch_one(&mut admin)
+                .await
+                .expect("count connections");
+        if count == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    count
+}
+
 /// The resident memory of process `pid` in KiB, from `/proc/<pid>/status` (`None` when it is
 /// gone, or off Linux): for tests and benchmarks that watch a process's memory.
 pub fn rss_kib(pid: u32) -> Option<u64> {

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use airlock_bridge::store::{Store, StoreOptions};
-use airlock_bridge::testing::TestSchema;
+use airlock_bridge::testing::{TestSchema, connections_named};
 use airlock_bridge::tokens::new_id;
 
 /// Ends every server process serving a connection named `application_name`, and waits until
@@ -25,19 +25,12 @@ async fn cut(application_name: &str) -> i64 {
     .await
     .expect("terminate the store's connections");
     // A process told to end ends a moment later.
-    for _ in 0..500 {
-        let left: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
-                .bind(application_name)
-                .fetch_one(&mut admin)
-                .await
-                .expect("count the store's connections");
-        if left == 0 {
-            return cut;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the cut connections did not end within 5 s");
+    assert_eq!(
+        connections_named(&url, application_name, 0).await,
+        0,
+        "the cut connections did not end within 5 s"
+    );
+    cut
 }
 
 #[tokio::test]

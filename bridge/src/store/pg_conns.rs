@@ -185,29 +185,7 @@ mod tests {
     use std::str::FromStr;
 
     use super::*;
-
-    /// How many connections named `name` the server has, once that is `expected` (a closed
-    /// connection's server process ends a moment later), or after 5 s.
-    async fn connections(url: &str, name: &str, expected: i64) -> i64 {
-        let mut admin = <sqlx::PgConnection as Connection>::connect(url)
-            .await
-            .expect("connect to the test PostgreSQL");
-        let mut count = -1;
-        for _ in 0..500 {
-            count = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-            )
-            .bind(name)
-            .fetch_one(&mut admin)
-            .await
-            .expect("count connections");
-            if count == expected {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        count
-    }
+    use crate::testing::connections_named;
 
     #[tokio::test]
     async fn idle_connections_are_closed() {
@@ -233,7 +211,7 @@ mod tests {
         // Two at once, so that the pool opens two.
         let (a, b) = (get(&pool).await.unwrap(), get(&pool).await.unwrap());
         drop((a, b));
-        assert_eq!(connections(&schema.url, &name, 2).await, 2);
+        assert_eq!(connections_named(&schema.url, &name, 2).await, 2);
         // Used well within the idle timeout (the pool hands out the one idle longest), both stay.
         for _ in 0..8 {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -243,10 +221,10 @@ mod tests {
         // Left idle, both are closed, and the server sees them go.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert_eq!(pool.status().size, 0);
-        assert_eq!(connections(&schema.url, &name, 0).await, 0);
+        assert_eq!(connections_named(&schema.url, &name, 0).await, 0);
         // And the pool opens anew when asked.
         use_one().await;
-        assert_eq!(connections(&schema.url, &name, 1).await, 1);
+        assert_eq!(connections_named(&schema.url, &name, 1).await, 1);
     }
 
     #[test]
