@@ -13,17 +13,26 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+/// When the agent had a message: its request's arrival, and the answer handed back to the server.
+#[derive(Clone, Copy)]
+pub struct Held {
+    pub arrived: Instant,
+    pub answered: Instant,
+}
+
+type HeldMap = Arc<Mutex<HashMap<String, Held>>>;
+
 #[derive(Clone)]
 struct AgentState {
     delay: Duration,
-    /// Message id → time from the request's arrival to the answer.
-    held: Arc<Mutex<HashMap<String, Duration>>>,
+    /// Message id → when the agent had it.
+    held: HeldMap,
 }
 
 pub struct FakeAgent {
     /// The webhook URL to give the connector.
     pub url: String,
-    held: Arc<Mutex<HashMap<String, Duration>>>,
+    held: HeldMap,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -46,8 +55,8 @@ impl FakeAgent {
         Ok(FakeAgent { url, held, task })
     }
 
-    /// How long the agent held the message with this id, once it has answered.
-    pub fn held(&self, message_id: &str) -> Option<Duration> {
+    /// When the agent had the message with this id, once it has answered.
+    pub fn held(&self, message_id: &str) -> Option<Held> {
         self.held.lock().unwrap().get(message_id).copied()
     }
 }
@@ -75,10 +84,11 @@ async fn answer(State(state): State<AgentState>, Json(request): Json<Payload>) -
     if !state.delay.is_zero() {
         tokio::time::sleep(state.delay).await;
     }
+    let answered = Instant::now();
     state
         .held
         .lock()
         .unwrap()
-        .insert(request.message.id, arrived.elapsed());
+        .insert(request.message.id, Held { arrived, answered });
     Json(json!({"text": "pong"}))
 }

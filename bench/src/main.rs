@@ -154,6 +154,8 @@ struct BackendResults {
     idle_rss_kib: Option<u64>,
     overhead_idle: Latency,
     overhead_loaded: Latency,
+    overhead_idle_halves: relay::Halves,
+    overhead_loaded_halves: relay::Halves,
     delta: Latency,
     throughput: Vec<Point>,
     capacity: Vec<Capacity>,
@@ -247,7 +249,7 @@ async fn measure_backend(
     let agent = FakeAgent::start(AGENT_DELAY).await?;
     let key = bridge.connector_key().await?;
     let connector = Connector::start(bins, &bridge, &key, &agent.url, 64)?;
-    let overhead_idle_ms = relay::overhead(&bridge, &agent, plan.samples).await?;
+    let idle = relay::overhead(&bridge, &agent, plan.samples).await?;
     let stop = CancellationToken::new();
     let counts = std::sync::Arc::default();
     let load: Vec<_> = (0..plan.background)
@@ -259,7 +261,7 @@ async fn measure_backend(
             ))
         })
         .collect();
-    let overhead_loaded_ms = relay::overhead(&bridge, &agent, plan.samples / 2).await?;
+    let loaded = relay::overhead(&bridge, &agent, plan.samples / 2).await?;
     stop.cancel();
     for task in load {
         task.await??;
@@ -287,13 +289,15 @@ async fn measure_backend(
         backend: name,
         startup_ms,
         idle_rss_kib,
-        overhead_idle: Latency::of_ms(&overhead_idle_ms),
-        overhead_loaded: Latency::of_ms(&overhead_loaded_ms),
+        overhead_idle: Latency::of_ms(&idle.total),
+        overhead_loaded: Latency::of_ms(&loaded.total),
+        overhead_idle_halves: idle.halves(),
+        overhead_loaded_halves: loaded.halves(),
         delta,
         throughput,
         capacity: held,
-        overhead_idle_ms,
-        overhead_loaded_ms,
+        overhead_idle_ms: idle.total,
+        overhead_loaded_ms: loaded.total,
     })
 }
 
@@ -354,6 +358,16 @@ fn rows(floors: &Floors, results: &[BackendResults], binary: u64) -> Vec<Row> {
     for r in results {
         let b = r.backend;
         let postgres = b == Backend::POSTGRES;
+        // The p50 of one half of an overhead (the two add up to about its p50): no budget or
+        // floor of its own.
+        let half = |when: &str, part: &str, latency: Latency| {
+            Row::new(
+                format!("relay overhead {when}: {part}, p50"),
+                b,
+                latency.p50_ms,
+                "ms",
+            )
+        };
         let (idle_floor, idle, commits) = match pg {
             Some((idle, per_sec)) if postgres => (
                 paced.as_str(),
@@ -376,6 +390,16 @@ fn rows(floors: &Floors, results: &[BackendResults], binary: u64) -> Vec<Row> {
             Row::new("relay overhead p50, idle", b, r.overhead_idle.p50_ms, "ms")
                 .floor(&format!("{idle_floor} p50"), idle.p50_ms)
                 .at_most(5.0),
+            half(
+                "idle",
+                "send → agent's request",
+                r.overhead_idle_halves.to_agent,
+            ),
+            half(
+                "idle",
+                "agent's answer → reply visible",
+                r.overhead_idle_halves.from_agent,
+            ),
             Row::new("relay overhead p99, idle", b, r.overhead_idle.p99_ms, "ms")
                 .floor(&format!("{idle_floor} p99"), idle.p99_ms)
                 .at_most(25.0),
@@ -387,6 +411,16 @@ fn rows(floors: &Floors, results: &[BackendResults], binary: u64) -> Vec<Row> {
             )
             .floor(HTTP50, http.p50_ms)
             .at_most(5.0),
+            half(
+                "under load",
+                "send → agent's request",
+                r.overhead_loaded_halves.to_agent,
+            ),
+            half(
+                "under load",
+                "agent's answer → reply visible",
+                r.overhead_loaded_halves.from_agent,
+            ),
             Row::new(
                 "relay overhead p99, under load",
                 b,

@@ -178,6 +178,43 @@ mod cases {
         assert_eq!(item.attempt, 1);
     }
 
+    /// A claim's items are read after its writes (on PostgreSQL in the claim's own statement):
+    /// the message as the lease left it, and no typing reply in its history.
+    pub async fn a_claimed_item_is_its_message_as_the_claim_left_it(store: Store) {
+        let ifc = interface(&store, "support").await;
+        let s = session(&store, &ifc, T0).await;
+        let c = connector(&store, "agent", &[]).await;
+        exchange(&store, &c, &s.id, "first", "first answer", T0).await;
+        store
+            .send_user_message(&s.id, "2", "second", &[], None, T0 + 3)
+            .await
+            .unwrap();
+        for (attempt, now) in [(1, T0 + 4), (2, T0 + 4 + LEASE + 1)] {
+            let items = store
+                .claim(&c, 1, LEASE, 20, true, now)
+                .await
+                .unwrap()
+                .items;
+            assert_eq!(items.len(), 1, "attempt {attempt}");
+            let stored = store
+                .message_by_client_id(&s.id, "2")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(items[0].attempt, attempt);
+            assert_eq!(items[0].message, stored, "attempt {attempt}");
+            assert_eq!(stored.status, MessageStatus::Processing);
+            let history: Vec<_> = items[0].history.iter().map(|m| m.text.as_str()).collect();
+            assert_eq!(history, ["first", "first answer"], "attempt {attempt}");
+        }
+        let first_claim = store.messages_after(&s.id, 0, 100).await.unwrap();
+        let typing = first_claim
+            .iter()
+            .find(|m| m.status == MessageStatus::Streaming)
+            .expect("the claim started a reply");
+        assert_eq!(typing.text, "");
+    }
+
     pub async fn a_claim_of_several_items_gives_each_its_own_history(store: Store) {
         let ifc = interface(&store, "support").await;
         let c = connector(&store, "agent", &[]).await;
@@ -1880,6 +1917,7 @@ conformance!(
     same_client_id_twice_stores_one_message,
     a_session_hands_out_one_item_at_a_time_in_order,
     claims_carry_history_and_session_context,
+    a_claimed_item_is_its_message_as_the_claim_left_it,
     a_claim_of_several_items_gives_each_its_own_history,
     sessions_are_served_in_parallel_by_several_connectors,
     an_expired_lease_is_handed_out_again_under_a_new_lease,

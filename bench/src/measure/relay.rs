@@ -6,14 +6,45 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use airlock_shared::Role;
 use anyhow::{Context, bail};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::FakeAgent;
 use crate::procs::Bridge;
-use crate::stats::{ms, runs};
+use crate::stats::{Latency, ms, runs};
 use crate::visitor::{Visitor, is_reply_to, until};
+
+/// Relay overhead samples, in milliseconds, each also split in its two halves.
+#[derive(Default)]
+pub struct Overheads {
+    /// From just before the send to the reply visible, minus the time the agent held the message.
+    pub total: Vec<f64>,
+    /// From just before the send to the agent's request arriving.
+    pub to_agent: Vec<f64>,
+    /// From the agent's answer to the reply visible.
+    pub from_agent: Vec<f64>,
+}
+
+/// Where relay overhead goes: on the way to the agent (the send, the connector's claim, its call
+/// to the agent) and back from it (the connector's reply, the visitor's stream showing it).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Halves {
+    /// From just before the send to the agent's request arriving.
+    pub to_agent: Latency,
+    /// From the agent's answer to the reply visible.
+    pub from_agent: Latency,
+}
+
+impl Overheads {
+    pub fn halves(&self) -> Halves {
+        Halves {
+            to_agent: Latency::of_ms(&self.to_agent),
+            from_agent: Latency::of_ms(&self.from_agent),
+        }
+    }
+}
 
 /// `samples` messages sent one after the other by one visitor listening on its event stream,
 /// through the real connector(s) already polling `bridge`. Each sample is the time from just
@@ -22,21 +53,25 @@ pub async fn overhead(
     bridge: &Bridge,
     agent: &FakeAgent,
     samples: usize,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<Overheads> {
     let http = reqwest::Client::new();
     let visitor = Visitor::open(&http, &bridge.url).await?;
     let mut events = Box::pin(visitor.events().await?);
-    let mut overheads = Vec::with_capacity(samples);
+    let mut overheads = Overheads::default();
     for kept in runs(samples) {
         let started = Instant::now();
         let sent = visitor.send("ping").await?;
         until(&mut events, |m| is_reply_to(m, &sent.id)).await?;
-        let total = started.elapsed();
+        let visible = Instant::now();
         let held = agent
             .held(&sent.id)
             .context("the agent never saw a message it answered")?;
         if kept {
-            overheads.push(ms(total.saturating_sub(held)));
+            let to_agent = held.arrived.saturating_duration_since(started);
+            let from_agent = visible.saturating_duration_since(held.answered);
+            overheads.total.push(ms(to_agent + from_agent));
+            overheads.to_agent.push(ms(to_agent));
+            overheads.from_agent.push(ms(from_agent));
         }
     }
     Ok(overheads)

@@ -8,7 +8,7 @@
 //! dead-letter an item first. `tests/store_conformance.rs` holds all of them to one behaviour.
 
 use super::pg_conns::PooledConn;
-use super::relay::{Leased, rendered};
+use super::relay::{ItemPart, Leased, rendered};
 use super::{MessageRow, Result, StoreError};
 use crate::tokens::new_id;
 
@@ -70,19 +70,33 @@ pub(super) struct PgLeased {
     pub session_id: String,
 }
 
-/// One row of `airlock_claim`.
+/// A claim's leases and its items' rows (`airlock_claimed_items`), in one statement: the items
+/// are read by a function, whose queries see what the claim wrote in the same statement
+/// (migrations/postgres/0009_claimed_items.sql); `n` numbers the leases in the order made.
+const CLAIM_WITH_ITEMS: &str = "WITH c AS MATERIALIZED (\
+     SELECT * FROM airlock_claim($1, $2, $3, $4, $5, $6, $7, $8) WITH ORDINALITY \
+     AS a(lease_id, message_id, session_id, attempt, leased_until, n)) \
+     SELECT c.n, c.lease_id, c.attempt, c.leased_until, i.* \
+     FROM airlock_claimed_items((SELECT string_agg(message_id, ' ') FROM c), $9) i \
+     LEFT JOIN c ON i.part = 0 AND c.message_id = i.item_id";
+
+/// One row of [`CLAIM_WITH_ITEMS`]: an item's row, with its lease on its message's row.
 #[derive(sqlx::FromRow)]
 struct ClaimRow {
-    lease_id: String,
-    message_id: String,
-    session_id: String,
-    attempt: i64,
-    leased_until: i64,
+    n: Option<i64>,
+    lease_id: Option<String>,
+    attempt: Option<i64>,
+    leased_until: Option<i64>,
+    #[sqlx(flatten)]
+    part: ItemPart,
 }
 
-/// Leases up to `max` items (see `Store::claim`). `None`: an item must be dead-lettered first,
-/// which the function leaves to the sqlx version; nothing was changed, though the undone call may
-/// still hold its row locks for a moment: go on on the same connection.
+/// Leases up to `max` items (see `Store::claim`) and reads them, each with up to `history`
+/// earlier messages: the leases in the order made, and the items' rows. `None`: an item must be
+/// dead-lettered first, which the function leaves to the sqlx version; nothing was changed,
+/// though the undone call may still hold its row locks for a moment: go on on the same
+/// connection.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn claim(
     hot: &mut PooledConn,
     claimer: (&str, bool),
@@ -90,43 +104,52 @@ pub(super) async fn claim(
     lease_ms: i64,
     max_attempts: u32,
     typing: bool,
+    history: u32,
     now: i64,
-) -> Result<Option<Vec<PgLeased>>> {
+) -> Result<Option<(Vec<PgLeased>, Vec<ItemPart>)>> {
     let (connector_id, all_interfaces) = claimer;
     // Two ids per item: its lease's and its reply's.
     let ids: Vec<String> = (0..max)
         .flat_map(|_| [new_id("lse"), new_id("msg")])
         .collect();
-    let rows: Result<Vec<ClaimRow>, sqlx::Error> = sqlx::query_as(
-        "SELECT lease_id, message_id, session_id, attempt, leased_until \
-         FROM airlock_claim($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(connector_id)
-    .bind(i64::from(all_interfaces))
-    .bind(i64::from(max))
-    .bind(lease_ms)
-    .bind(i64::from(max_attempts))
-    .bind(typing)
-    .bind(ids.join(" "))
-    .bind(now)
-    .fetch_all(hot.conn())
-    .await;
-    match hot.settle(rows) {
-        Ok(rows) => Ok(Some(
-            rows.into_iter()
-                .map(|row| PgLeased {
-                    leased: (row.lease_id, row.message_id, row.attempt, row.leased_until),
-                    session_id: row.session_id,
-                })
-                .collect(),
-        )),
+    let rows: Result<Vec<ClaimRow>, sqlx::Error> = sqlx::query_as(CLAIM_WITH_ITEMS)
+        .bind(connector_id)
+        .bind(i64::from(all_interfaces))
+        .bind(i64::from(max))
+        .bind(lease_ms)
+        .bind(i64::from(max_attempts))
+        .bind(typing)
+        .bind(ids.join(" "))
+        .bind(now)
+        .bind(i64::from(history))
+        .fetch_all(hot.conn())
+        .await;
+    let rows = match hot.settle(rows) {
+        Ok(rows) => rows,
         Err(sqlx::Error::Database(db))
             if db.code().as_deref() == Some(REFUSED) && db.message() == NEEDS_DEAD_LETTER =>
         {
-            Ok(None)
+            return Ok(None);
         }
-        Err(err) => Err(refusal(err)),
+        Err(err) => return Err(refusal(err)),
+    };
+    let mut leases = Vec::new();
+    let mut parts = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let (Some(n), Some(lease_id), Some(attempt), Some(leased_until)) =
+            (row.n, row.lease_id, row.attempt, row.leased_until)
+        {
+            let leased = (lease_id, row.part.item_id.clone(), attempt, leased_until);
+            let session_id = row.part.message.session_id.clone();
+            leases.push((n, PgLeased { leased, session_id }));
+        }
+        parts.push(row.part);
     }
+    leases.sort_by_key(|(n, _)| *n);
+    Ok(Some((
+        leases.into_iter().map(|(_, leased)| leased).collect(),
+        parts,
+    )))
 }
 
 /// Stores the final reply and finishes the item (see `Store::reply`); returns the reply.

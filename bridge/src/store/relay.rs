@@ -16,7 +16,6 @@ use airlock_shared::connector::{ClaimedItem, FailOutcome, SessionContext};
 use airlock_shared::{Message, time_from_millis};
 
 use super::pg_relay::{self, PgLeased};
-use super::sessions::select_sessions;
 use super::{
     Backend, ConnectorRow, InterfaceConfig, MessageRow, Result, SessionRow, Store, StoreError, Tx,
     message_columns, message_in_tx, next_rev, sqlite_relay,
@@ -94,62 +93,37 @@ pub(super) struct OutboxRow {
 pub(super) type Leased = (String, String, i64, i64);
 
 /// The earlier messages a claimed item carries, newest first (`$1` session, `$2` the item's
-/// `seq`, `$3` how many); or with SQL expressions of its own for the three.
+/// `seq`, `$3` how many), on SQLite; PostgreSQL's `airlock_claimed_items` has the same query.
 macro_rules! claim_history {
     () => {
-        claim_history!("$1", "$2", "$3")
-    };
-    ($session:literal, $seq:literal, $limit:literal) => {
         concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages m WHERE m.session_id = ",
-            $session,
-            " AND m.seq < ",
-            $seq,
-            " AND (m.role = 'user' OR (m.role = 'assistant' AND m.status = 'complete')) \
-              ORDER BY m.seq DESC LIMIT ",
-            $limit
+            " FROM messages m WHERE m.session_id = $1 AND m.seq < $2 \
+              AND (m.role = 'user' OR (m.role = 'assistant' AND m.status = 'complete')) \
+              ORDER BY m.seq DESC LIMIT $3"
         )
     };
 }
 pub(super) use claim_history;
 
 /// The leased items as the connector gets them, in one read (PostgreSQL) whatever their number:
-/// for each of the ids in `$1` (separated by spaces), the item's message (`part` 0) with the
-/// visitor's context, its session as JSON and its interface's configuration, then up to `$2`
-/// earlier messages (`part` 1) in any order, each row with its item's id. The ids are a table
-/// joined to `messages`, so that each is an index look-up: as `m.id = ANY(string_to_array(…))`
-/// the planner chose to scan all of `messages` while it was small, splitting the ids again for
-/// every row. The history is found by the item's session and `seq` as values, so the index on
-/// both is walked back from the item (a join on the session read the whole session instead). The
-/// same reads as SQLite's `sqlite_relay::claim_parts`, which are calls on the writer's thread
-/// rather than round trips.
-const CLAIMED_ITEMS: &str = concat!(
-    "WITH wanted AS (SELECT unnest(string_to_array($1, ' ')) AS id) \
-     SELECT 0::BIGINT AS part, m.id AS item_id, ",
-    message_columns!(),
-    ", m.context, \
-     (SELECT row_to_json(x)::TEXT FROM (",
-    select_sessions!(),
-    " WHERE s.id = m.session_id) x) AS session, \
-     (SELECT f.config FROM sessions s JOIN interfaces f ON f.id = s.interface_id \
-      WHERE s.id = m.session_id) AS config \
-     FROM wanted w JOIN messages m ON m.id = w.id \
-     UNION ALL \
-     SELECT 1::BIGINT, c.id, h.*, NULL, NULL, NULL \
-     FROM wanted w JOIN messages c ON c.id = w.id CROSS JOIN LATERAL (",
-    claim_history!("c.session_id", "c.seq", "$2"),
-    ") h"
-);
+/// for each of the message ids in `$1` (separated by spaces) the item's row and up to `$2` of its
+/// history's (the function says how, migrations/postgres/0009_claimed_items.sql). A claim reads
+/// them in its own statement (`pg_relay::claim`); this is for the claims that dead-letter first.
+/// The same reads as SQLite's `sqlite_relay::claim_parts`, which are calls on the writer's
+/// thread rather than round trips.
+const CLAIMED_ITEMS: &str = "SELECT * FROM airlock_claimed_items($1, $2)";
 
-/// One row of [`CLAIMED_ITEMS`].
+/// One row of `airlock_claimed_items`: an item's message (`part` 0, with the visitor's context,
+/// the session as JSON and the interface's configuration), or one of the earlier messages of its
+/// history (`part` 1).
 #[derive(sqlx::FromRow)]
-struct ItemPart {
+pub(super) struct ItemPart {
     part: i64,
-    item_id: String,
+    pub item_id: String,
     #[sqlx(flatten)]
-    message: MessageRow,
+    pub message: MessageRow,
     context: Option<String>,
     session: Option<String>,
     config: Option<String>,
@@ -314,34 +288,42 @@ impl Store {
             return Ok(outcome);
         }
         // PostgreSQL: the leases in a task of their own, because the fallback begins a
-        // transaction (see `finish_detached`); the items are read after.
+        // transaction (see `finish_detached`); the function reads the items with them, the
+        // fallback after.
         let store = self.clone();
         let connector = connector.clone();
-        let (leased, mut outcome) = super::finish_detached(async move {
+        let (leased, parts, mut outcome) = super::finish_detached(async move {
             store
-                .pg_lease(&connector, max, lease_ms, typing, now, outcome)
+                .pg_lease(&connector, max, lease_ms, typing, history, now, outcome)
                 .await
         })
         .await??;
-        outcome.items = self.claimed_items(leased, history).await?;
+        let parts = match parts {
+            Some(parts) => parts,
+            None => self.claimed_items(&leased, history).await?,
+        };
+        outcome.items = assemble_items(leased, parts)?;
         Ok(outcome)
     }
 
-    /// The leases of [`Store::claim`] on PostgreSQL: one round trip to the function, or, when an
-    /// item must be dead-lettered on the way, [`Store::lease_in_tx`]'s on the same connection.
+    /// The leases of [`Store::claim`] on PostgreSQL: one round trip to the function, which reads
+    /// the items too (`Some` rows), or, when an item must be dead-lettered on the way,
+    /// [`Store::lease_in_tx`]'s on the same connection (`None`: the items are still to read).
     /// The server reports the function's refusal before it has undone the call, so for a moment
     /// the call's row locks are still held, and a claim on another connection would skip those
     /// rows as another claimer's (`SKIP LOCKED`) and find nothing. The same connection starts its
     /// next statement only once the undo is done.
+    #[allow(clippy::too_many_arguments)]
     async fn pg_lease(
         &self,
         connector: &ConnectorRow,
         max: u32,
         lease_ms: i64,
         typing: bool,
+        history: u32,
         now: i64,
         mut outcome: ClaimOutcome,
-    ) -> Result<(Vec<Leased>, ClaimOutcome)> {
+    ) -> Result<(Vec<Leased>, Option<Vec<ItemPart>>, ClaimOutcome)> {
         let mut hot = self.hot().await?;
         let claimer = (connector.id.as_str(), connector.all_interfaces);
         let made = pg_relay::claim(
@@ -351,31 +333,35 @@ impl Store {
             lease_ms,
             self.max_attempts,
             typing,
+            history,
             now,
         )
         .await?;
-        let leased = match made {
-            Some(made) => made
-                .into_iter()
-                .map(|PgLeased { leased, session_id }| {
-                    // A first delivery changes the visitor's message; with `typing` every one
-                    // starts a reply.
-                    if leased.2 == 1 || typing {
-                        outcome.touched_sessions.push(session_id);
-                    }
-                    leased
-                })
-                .collect(),
+        let (leased, parts) = match made {
+            Some((made, parts)) => {
+                let leased = made
+                    .into_iter()
+                    .map(|PgLeased { leased, session_id }| {
+                        // A first delivery changes the visitor's message; with `typing` every
+                        // one starts a reply.
+                        if leased.2 == 1 || typing {
+                            outcome.touched_sessions.push(session_id);
+                        }
+                        leased
+                    })
+                    .collect();
+                (leased, Some(parts))
+            }
             None => {
                 let tx = sqlx::Connection::begin(hot.conn()).await?;
                 let leased = self
                     .lease_in_tx(tx, connector, max, lease_ms, typing, now, &mut outcome)
                     .await?;
                 hot.settle(Ok(()))?;
-                leased
+                (leased, None)
             }
         };
-        Ok((leased, outcome))
+        Ok((leased, parts, outcome))
     }
 
     /// The leasing half of [`Store::claim`] on PostgreSQL when an item must be dead-lettered on
@@ -463,9 +449,9 @@ impl Store {
         Ok(leased)
     }
 
-    /// Everything the agent needs for the leased items, in the order leased: one read after
-    /// the claim committed, however many there are.
-    async fn claimed_items(&self, leased: Vec<Leased>, history: u32) -> Result<Vec<ClaimedItem>> {
+    /// The rows of everything the agent needs for the leased items: one read after the claim
+    /// committed, however many there are.
+    async fn claimed_items(&self, leased: &[Leased], history: u32) -> Result<Vec<ItemPart>> {
         if leased.is_empty() {
             return Ok(Vec::new());
         }
@@ -475,48 +461,12 @@ impl Store {
             .collect::<Vec<_>>()
             .join(" ");
         let mut hot = self.hot().await?;
-        let parts: sqlx::Result<Vec<ItemPart>> = sqlx::query_as(CLAIMED_ITEMS)
+        let parts = sqlx::query_as(CLAIMED_ITEMS)
             .bind(ids)
             .bind(i64::from(history))
             .fetch_all(hot.conn())
             .await;
-        let parts = hot.settle(parts)?;
-        let mut items: HashMap<String, (Option<ItemPart>, Vec<MessageRow>)> =
-            HashMap::with_capacity(leased.len());
-        for part in parts {
-            let entry = items.entry(part.item_id.clone()).or_default();
-            if part.part == 0 {
-                entry.0 = Some(part);
-            } else {
-                entry.1.push(part.message);
-            }
-        }
-        leased
-            .into_iter()
-            .map(|leased| {
-                let (item, mut earlier) = items.remove(&leased.1).unwrap_or_default();
-                let ItemPart {
-                    message,
-                    context,
-                    session,
-                    config,
-                    ..
-                } = item.ok_or(StoreError::NotFound("message"))?;
-                let session: SessionRow = serde_json::from_str(
-                    session.as_deref().ok_or(StoreError::NotFound("session"))?,
-                )
-                .map_err(|err| StoreError::Database(sqlx::Error::Decode(err.into())))?;
-                earlier.sort_by_key(|m| m.seq);
-                Ok(ClaimParts {
-                    message,
-                    context,
-                    session,
-                    config: config.unwrap_or_default(),
-                    history: earlier,
-                }
-                .into_item(leased))
-            })
-            .collect()
+        Ok(hot.settle(parts)?)
     }
 
     /// The earliest future moment at which an item becomes claimable (a retry back-off ends or
@@ -1177,6 +1127,46 @@ async fn dead_letter(
         }
     }
     Ok(())
+}
+
+/// The leased items as the connector gets them, in the order leased, from the rows
+/// `airlock_claimed_items` gave for them (PostgreSQL).
+fn assemble_items(leased: Vec<Leased>, parts: Vec<ItemPart>) -> Result<Vec<ClaimedItem>> {
+    let mut items: HashMap<String, (Option<ItemPart>, Vec<MessageRow>)> =
+        HashMap::with_capacity(leased.len());
+    for part in parts {
+        let entry = items.entry(part.item_id.clone()).or_default();
+        if part.part == 0 {
+            entry.0 = Some(part);
+        } else {
+            entry.1.push(part.message);
+        }
+    }
+    leased
+        .into_iter()
+        .map(|leased| {
+            let (item, mut earlier) = items.remove(&leased.1).unwrap_or_default();
+            let ItemPart {
+                message,
+                context,
+                session,
+                config,
+                ..
+            } = item.ok_or(StoreError::NotFound("message"))?;
+            let session: SessionRow =
+                serde_json::from_str(session.as_deref().ok_or(StoreError::NotFound("session"))?)
+                    .map_err(|err| StoreError::Database(sqlx::Error::Decode(err.into())))?;
+            earlier.sort_by_key(|m| m.seq);
+            Ok(ClaimParts {
+                message,
+                context,
+                session,
+                config: config.unwrap_or_default(),
+                history: earlier,
+            }
+            .into_item(leased))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -26,7 +26,8 @@ pub struct NewSession {
 }
 
 /// One row of `sessions`, joined with its interface's slug. (Also read as JSON, whose fields
-/// are the columns of `select_sessions!`: see `relay::CLAIMED_ITEMS`.)
+/// are the columns of `select_sessions!`: see `airlock_claimed_items`,
+/// migrations/postgres/0009_claimed_items.sql.)
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Deserialize)]
 pub struct SessionRow {
     pub id: String,
