@@ -140,6 +140,13 @@ impl Poller {
                     continue;
                 }
                 Ok(response) => {
+                    // How long the bridge took to answer (waiting included): where a message's
+                    // time goes before the agent has it (docs/performance.md).
+                    tracing::debug!(
+                        items = response.items.len(),
+                        answered_after_ms = asked_at.elapsed().as_secs_f64() * 1000.0,
+                        "claim answered"
+                    );
                     backoff.reset();
                     if let Some(change) = health.claim_succeeded() {
                         self.log_change(change, None);
