@@ -285,19 +285,20 @@ async fn measure_backend(
         let bridge = Bridge::start(bins, backend).await?;
         held.push(capacity::hold(&bridge, hold, plan.held, plan.probes).await?);
     }
+    let (idle_ms, loaded_ms) = (idle.totals(), loaded.totals());
     Ok(BackendResults {
         backend: name,
         startup_ms,
         idle_rss_kib,
-        overhead_idle: Latency::of_ms(&idle.total),
-        overhead_loaded: Latency::of_ms(&loaded.total),
+        overhead_idle: Latency::of_ms(&idle_ms),
+        overhead_loaded: Latency::of_ms(&loaded_ms),
         overhead_idle_halves: idle.halves(),
         overhead_loaded_halves: loaded.halves(),
         delta,
         throughput,
         capacity: held,
-        overhead_idle_ms: idle.total,
-        overhead_loaded_ms: loaded.total,
+        overhead_idle_ms: idle_ms,
+        overhead_loaded_ms: loaded_ms,
     })
 }
 

@@ -207,8 +207,8 @@ mod cases {
             let history: Vec<_> = items[0].history.iter().map(|m| m.text.as_str()).collect();
             assert_eq!(history, ["first", "first answer"], "attempt {attempt}");
         }
-        let first_claim = store.messages_after(&s.id, 0, 100).await.unwrap();
-        let typing = first_claim
+        let messages = store.messages_after(&s.id, 0, 100).await.unwrap();
+        let typing = messages
             .iter()
             .find(|m| m.status == MessageStatus::Streaming)
             .expect("the claim started a reply");

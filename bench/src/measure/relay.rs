@@ -16,11 +16,9 @@ use crate::procs::Bridge;
 use crate::stats::{Latency, ms, runs};
 use crate::visitor::{Visitor, is_reply_to, until};
 
-/// Relay overhead samples, in milliseconds, each also split in its two halves.
+/// Relay overhead samples, in milliseconds, each split in its two halves.
 #[derive(Default)]
 pub struct Overheads {
-    /// From just before the send to the reply visible, minus the time the agent held the message.
-    pub total: Vec<f64>,
     /// From just before the send to the agent's request arriving.
     pub to_agent: Vec<f64>,
     /// From the agent's answer to the reply visible.
@@ -38,6 +36,16 @@ pub struct Halves {
 }
 
 impl Overheads {
+    /// Each sample whole: from just before the send to the reply visible, minus the time the
+    /// agent held the message.
+    pub fn totals(&self) -> Vec<f64> {
+        self.to_agent
+            .iter()
+            .zip(&self.from_agent)
+            .map(|(to, from)| to + from)
+            .collect()
+    }
+
     pub fn halves(&self) -> Halves {
         Halves {
             to_agent: Latency::of_ms(&self.to_agent),
@@ -69,7 +77,6 @@ pub async fn overhead(
         if kept {
             let to_agent = held.arrived.saturating_duration_since(started);
             let from_agent = visible.saturating_duration_since(held.answered);
-            overheads.total.push(ms(to_agent + from_agent));
             overheads.to_agent.push(ms(to_agent));
             overheads.from_agent.push(ms(from_agent));
         }
